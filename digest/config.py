@@ -1,0 +1,311 @@
+"""Settings: TOML file plus DIGEST_* environment, validated into frozen objects.
+
+Where the file comes from: `--config PATH`, else $DIGEST_CONFIG, else ./digest.toml, else built-in
+defaults (the bundled sample feed and a SQLite file in the working directory).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+SAMPLE_FEED = PACKAGE_DIR / "data" / "hf-daily-papers-sample.atom"
+DEFAULT_CONFIG_NAME = "digest.toml"
+DEFAULT_DATABASE_URL = "sqlite:///paper-digest.sqlite3"
+
+
+def resource_dir(name: str) -> Path:
+    """Locate a top-level resource folder (templates, migrations) in a checkout or inside the wheel."""
+    packaged = PACKAGE_DIR / f"_{name}"
+    if packaged.is_dir():
+        return packaged
+    return PACKAGE_DIR.parent / name
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the key and what was expected."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseSettings(_Section):
+    url: str = DEFAULT_DATABASE_URL
+
+
+SourceKind = Literal["auto", "arxiv", "arxiv-api", "hf-daily", "rss", "atom"]
+
+
+class SourceSettings(_Section):
+    name: str = Field(min_length=1)
+    url: str = Field(min_length=1)
+    kind: SourceKind = "auto"
+    enabled: bool = True
+
+
+class FetchSettings(_Section):
+    contact: str = ""
+    """Operator's contact (email or URL), sent in the User-Agent as feed owners ask."""
+    timeout: float = Field(default=20.0, gt=0)
+    max_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    retries: int = Field(default=2, ge=0, le=10)
+    include_cross_lists: bool = True
+    include_replacements: bool = False
+
+
+class SmtpSettings(_Section):
+    host: str = "localhost"
+    port: int = Field(default=25, ge=1, le=65535)
+    username: str = ""
+    password: str = ""
+    security: Literal["none", "starttls", "tls"] = "none"
+    timeout: float = Field(default=30.0, gt=0)
+    connections: int = Field(default=4, ge=1, le=256)
+    rate_limit: float = Field(default=0.0, ge=0)
+    """Messages per second across all connections; 0 means no limit."""
+
+
+class EmailSettings(_Section):
+    from_: str = Field(default="Paper Digest <digest@localhost>", alias="from")
+    reply_to: str = ""
+    list_id: str = ""
+    templates_dir: str = ""
+    postal_address: str = ""
+    dkim_selector: str = ""
+    dkim_domain: str = ""
+    dkim_key_file: str = ""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class SiteSettings(_Section):
+    base_url: str = "http://localhost:8000"
+    secret_key: str = ""
+    title: str = "Paper Digest"
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class RankingSettings(_Section):
+    k1: float = Field(default=1.2, ge=0)
+    b: float = Field(default=0.75, ge=0, le=1)
+    title_weight: float = Field(default=2.0, ge=0)
+    trending_weight: float = Field(default=0.3, ge=0)
+    """How much upvotes reorder papers of similar relevance; 0 turns trending off."""
+    min_score: float = Field(default=1.0, ge=0)
+    window_days: int = Field(default=90, ge=1)
+    """How many days of stored papers give the corpus statistics (IDF, acronyms)."""
+
+
+class DigestSettings(_Section):
+    max_papers: int = Field(default=10, ge=1, le=100)
+    send_hour: int = Field(default=7, ge=0, le=23)
+    timezone: str = "UTC"
+    first_digest_days: int = Field(default=3, ge=1, le=60)
+    """A first digest looks back this many days for new papers."""
+    empty: Literal["skip", "trending"] = "skip"
+    """When nothing matches: skip the digest, or send the day's top trending papers instead."""
+    trending_count: int = Field(default=3, ge=0, le=20)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return validate_timezone(value)
+
+
+class DeliverySettings(_Section):
+    batch_size: int = Field(default=200, ge=1)
+    lease_seconds: int = Field(default=300, ge=10)
+    max_attempts: int = Field(default=5, ge=1)
+    bounce_after: int = Field(default=3, ge=1)
+    """Permanent refusals (5xx) of one address before it is marked bounced."""
+    feeds_dir: str = ""
+    """Also write each subscriber's Atom digest here as a file (optional; the web app serves them)."""
+
+
+class ScheduleSettings(_Section):
+    fetch_minutes: int = Field(default=60, ge=1)
+    """Fetch every source this often."""
+    run_minutes: int = Field(default=15, ge=1)
+    """Look for subscribers whose send hour has come this often."""
+
+
+class ExampleProfile(_Section):
+    name: str
+    keywords: str
+
+
+DEFAULT_EXAMPLES: tuple[ExampleProfile, ...] = (
+    ExampleProfile(name="federated@example.org", keywords='"federated learning", distillation, -medical'),
+    ExampleProfile(name="agents@example.org", keywords="LLM agents, reinforcement learning, reasoning"),
+    ExampleProfile(name="vision@example.org", keywords="diffusion models, image generation, video"),
+)
+
+
+class WebSettings(_Section):
+    subscribe_per_ip_per_hour: int = Field(default=20, ge=1)
+    subscribe_per_address_per_day: int = Field(default=3, ge=1)
+    token_max_age_days: int = Field(default=7, ge=1)
+
+
+class Settings(_Section):
+    """Everything the program is told, validated."""
+
+    database: DatabaseSettings = DatabaseSettings()
+    sources: tuple[SourceSettings, ...] = (
+        SourceSettings(name="hf-sample", url=str(SAMPLE_FEED), kind="atom"),
+    )
+    fetch: FetchSettings = FetchSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    email: EmailSettings = EmailSettings()
+    site: SiteSettings = SiteSettings()
+    ranking: RankingSettings = RankingSettings()
+    digest: DigestSettings = DigestSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    web: WebSettings = WebSettings()
+    examples: tuple[ExampleProfile, ...] = DEFAULT_EXAMPLES
+
+    path: str | None = None
+    """The file these settings were read from, if any."""
+
+
+ENV_OVERRIDES: dict[str, tuple[str, str]] = {
+    "DIGEST_DATABASE_URL": ("database", "url"),
+    "DIGEST_SMTP_HOST": ("smtp", "host"),
+    "DIGEST_SMTP_PORT": ("smtp", "port"),
+    "DIGEST_SMTP_USERNAME": ("smtp", "username"),
+    "DIGEST_SMTP_PASSWORD": ("smtp", "password"),
+    "DIGEST_SECRET_KEY": ("site", "secret_key"),
+    "DIGEST_BASE_URL": ("site", "base_url"),
+}
+
+
+def validate_timezone(value: str) -> str:
+    """Return the IANA zone name unchanged, or raise ValueError naming it."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)") from None
+    return value
+
+
+def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The config file to read: explicit path, $DIGEST_CONFIG, ./digest.toml, or None."""
+    if explicit:
+        return Path(explicit)
+    from_env = os.environ.get("DIGEST_CONFIG")
+    if from_env:
+        return Path(from_env)
+    local = Path.cwd() / DEFAULT_CONFIG_NAME
+    return local if local.is_file() else None
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None, *, environ: dict[str, str] | None = None
+) -> Settings:
+    """Read, merge and validate settings; raise ConfigError with the key's name on any problem."""
+    environ = dict(os.environ) if environ is None else environ
+    config_path = find_config(path)
+    data: dict[str, Any] = {}
+    if config_path is not None:
+        data = _read_toml(config_path)
+        data["path"] = str(config_path)
+        _resolve_relative_sources(data, config_path.parent)
+    for var, (section, key) in ENV_OVERRIDES.items():
+        if environ.get(var):
+            data.setdefault(section, {})
+            if not isinstance(data[section], dict):
+                raise ConfigError(f"[{section}] must be a table")
+            data[section][key] = environ[var]
+    return parse_settings(data)
+
+
+def parse_settings(data: dict[str, Any]) -> Settings:
+    """Validate a plain dict (as read from TOML) into Settings."""
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    names = [s.name for s in settings.sources]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"sources: the name {duplicates[0]!r} is used more than once")
+    return settings
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist (run `digest init` to write one)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+
+
+def _resolve_relative_sources(data: dict[str, Any], base: Path) -> None:
+    """A local feed path in the config is relative to the config file, not the working directory."""
+    for source in data.get("sources", []) or []:
+        if not isinstance(source, dict):
+            continue
+        url = source.get("url")
+        if isinstance(url, str) and "://" not in url and not Path(url).is_absolute():
+            source["url"] = str((base / url).resolve())
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        location = _dotted(error["loc"])
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            message = "is not a known setting (check the spelling against config.example.toml)"
+        elif kind == "missing":
+            message = "is required"
+        else:
+            message = error["msg"]
+            if "input" in error and kind not in ("model_type",):
+                message += f" (got {error['input']!r})"
+        lines.append(f"{location}: {message}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1] = f"{parts[-1]}[{item}]" if parts else f"[{item}]"
+        else:
+            parts.append("from" if item == "from_" else item)
+    return ".".join(parts) or "(top level)"
+
+
+def setting_keys(model: type[BaseModel] = Settings, prefix: str = "") -> set[str]:
+    """Every dotted key a config file may set (used to keep config.example.toml complete)."""
+    keys: set[str] = set()
+    for name, info in model.model_fields.items():
+        if name == "path":
+            continue
+        key = info.alias or name
+        annotation = info.annotation
+        inner = getattr(annotation, "__args__", (None,))[0] if annotation is not None else None
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys |= setting_keys(annotation, f"{prefix}{key}.")
+        elif isinstance(inner, type) and issubclass(inner, BaseModel):
+            keys |= setting_keys(inner, f"{prefix}{key}[].")
+        else:
+            keys.add(f"{prefix}{key}")
+    return keys
