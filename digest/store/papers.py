@@ -1,0 +1,283 @@
+"""Papers: merge what the feeds bring into one row per paper, and read them back."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine, delete, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from digest.models import Paper
+from digest.store.engine import transaction
+from digest.store.schema import AcronymRow, PaperRow, PaperSourceRow
+
+CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertCounts:
+    """How many papers a fetch added, changed, or saw again unchanged."""
+
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+def upsert_papers(engine: Engine, papers: Sequence[Paper], *, now: datetime) -> UpsertCounts:
+    """Insert new papers and merge known ones: union of categories and sources, best of each field."""
+    merged = _dedupe(papers)
+    new = updated = unchanged = 0
+    with transaction(engine) as session:
+        for start in range(0, len(merged), CHUNK):
+            chunk = merged[start : start + CHUNK]
+            existing = _rows_by_key(session, [p.key for p in chunk])
+            known_sources = _sources_of(session, [row.id for row in existing.values()])
+            for paper in chunk:
+                row = existing.get(paper.key)
+                if row is None:
+                    row = _new_row(paper, now)
+                    session.add(row)
+                    session.flush([row])
+                    new += 1
+                    have: set[str] = set()
+                elif _merge_into(row, paper, now):
+                    updated += 1
+                    have = known_sources.get(row.id, set())
+                else:
+                    unchanged += 1
+                    have = known_sources.get(row.id, set())
+                for source in paper.sources:
+                    if source not in have:
+                        session.add(PaperSourceRow(paper_id=row.id, source=source))
+    return UpsertCounts(new=new, updated=updated, unchanged=unchanged)
+
+
+def _dedupe(papers: Sequence[Paper]) -> list[Paper]:
+    """One paper per key within a batch (a feed may list the same paper twice)."""
+    by_key: dict[str, Paper] = {}
+    for paper in papers:
+        if paper.key in by_key:
+            by_key[paper.key] = merge_papers(by_key[paper.key], paper)
+        else:
+            by_key[paper.key] = paper
+    return list(by_key.values())
+
+
+def merge_papers(old: Paper, new: Paper) -> Paper:
+    """The better of two records of one paper, field by field (never empty over filled)."""
+    return Paper(
+        key=old.key,
+        title=new.title or old.title,
+        abstract=_longer(old.abstract, new.abstract),
+        authors=new.authors if len(new.authors) > len(old.authors) else old.authors,
+        url=_better_url(old.url, new.url),
+        pdf_url=old.pdf_url or new.pdf_url,
+        categories=_union(old.categories, new.categories),
+        published_at=_earliest(old.published_at, new.published_at),
+        first_seen_at=_earliest(old.first_seen_at, new.first_seen_at),
+        upvotes=_max_opt(old.upvotes, new.upvotes),
+        sources=_union(old.sources, new.sources),
+        id=old.id,
+    )
+
+
+def _rows_by_key(session: Session, keys: list[str]) -> dict[str, PaperRow]:
+    rows = session.scalars(select(PaperRow).where(PaperRow.key.in_(keys)))
+    return {row.key: row for row in rows}
+
+
+def _sources_of(session: Session, ids: list[int]) -> dict[int, set[str]]:
+    found: dict[int, set[str]] = defaultdict(set)
+    if ids:
+        query = select(PaperSourceRow.paper_id, PaperSourceRow.source).where(
+            PaperSourceRow.paper_id.in_(ids)
+        )
+        for paper_id, source in session.execute(query):
+            found[paper_id].add(source)
+    return found
+
+
+def _new_row(paper: Paper, now: datetime) -> PaperRow:
+    return PaperRow(
+        key=paper.key,
+        title=paper.title,
+        abstract=paper.abstract,
+        authors=list(paper.authors),
+        url=paper.url,
+        pdf_url=paper.pdf_url,
+        categories=list(paper.categories),
+        published_at=paper.published_at,
+        first_seen_at=paper.first_seen_at or now,
+        updated_at=now,
+        upvotes=paper.upvotes,
+    )
+
+
+def _merge_into(row: PaperRow, paper: Paper, now: datetime) -> bool:
+    """Apply the merge rules to a stored row; True when anything changed."""
+    stored = row_to_paper(row, ())
+    merged = merge_papers(stored, paper)
+    changes = {
+        "title": merged.title,
+        "abstract": merged.abstract,
+        "authors": list(merged.authors),
+        "url": merged.url,
+        "pdf_url": merged.pdf_url,
+        "categories": list(merged.categories),
+        "published_at": merged.published_at,
+        "upvotes": merged.upvotes,
+    }
+    changed = False
+    for name, value in changes.items():
+        if getattr(row, name) != value:
+            setattr(row, name, value)
+            changed = True
+    if changed:
+        row.updated_at = now
+    return changed
+
+
+def _longer(old: str, new: str) -> str:
+    return new if len(new.strip()) > len(old.strip()) else old
+
+
+def _better_url(old: str, new: str) -> str:
+    if not old:
+        return new
+    if new and "arxiv.org/abs/" in new and "arxiv.org/abs/" not in old:
+        return new
+    return old
+
+
+def _union(old: Iterable[str], new: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys([*old, *new]))
+
+
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None or b is None:
+        return a or b
+    return min(a, b)
+
+
+def _max_opt(a: int | None, b: int | None) -> int | None:
+    if a is None or b is None:
+        return a if b is None else b
+    return max(a, b)
+
+
+def row_to_paper(row: PaperRow, sources: Iterable[str]) -> Paper:
+    """The record for a stored row."""
+    return Paper(
+        key=row.key,
+        title=row.title,
+        abstract=row.abstract,
+        authors=tuple(row.authors or ()),
+        url=row.url,
+        pdf_url=row.pdf_url,
+        categories=tuple(row.categories or ()),
+        published_at=row.published_at,
+        first_seen_at=row.first_seen_at,
+        upvotes=row.upvotes,
+        sources=tuple(sorted(sources)),
+        id=row.id,
+    )
+
+
+def _with_sources(session: Session, rows: Sequence[PaperRow]) -> list[Paper]:
+    sources: dict[int, set[str]] = defaultdict(set)
+    ids = [row.id for row in rows]
+    for start in range(0, len(ids), CHUNK):
+        sources.update(_sources_of(session, ids[start : start + CHUNK]))
+    return [row_to_paper(row, sources.get(row.id, ())) for row in rows]
+
+
+def papers_seen_between(engine: Engine, start: datetime, end: datetime) -> list[Paper]:
+    """Papers first seen after `start` and up to `end`, oldest first."""
+    query = (
+        select(PaperRow)
+        .where(PaperRow.first_seen_at > start, PaperRow.first_seen_at <= end)
+        .order_by(PaperRow.first_seen_at, PaperRow.id)
+    )
+    with Session(engine) as session:
+        return _with_sources(session, list(session.scalars(query)))
+
+
+def list_papers(
+    engine: Engine,
+    *,
+    since: datetime | None = None,
+    source: str | None = None,
+    limit: int | None = None,
+) -> list[Paper]:
+    """Stored papers, newest first seen first, optionally since a time and from one source."""
+    query = select(PaperRow).order_by(PaperRow.first_seen_at.desc(), PaperRow.id.desc())
+    if since is not None:
+        query = query.where(PaperRow.first_seen_at >= since)
+    if source is not None:
+        query = query.join(PaperSourceRow, PaperSourceRow.paper_id == PaperRow.id).where(
+            PaperSourceRow.source == source
+        )
+    if limit is not None:
+        query = query.limit(limit)
+    with Session(engine) as session:
+        return _with_sources(session, list(session.scalars(query)))
+
+
+def papers_by_ids(engine: Engine, ids: Iterable[int]) -> dict[int, Paper]:
+    """Stored papers by database id."""
+    wanted = list(set(ids))
+    found: list[PaperRow] = []
+    with Session(engine) as session:
+        for start in range(0, len(wanted), CHUNK):
+            chunk = wanted[start : start + CHUNK]
+            found.extend(session.scalars(select(PaperRow).where(PaperRow.id.in_(chunk))))
+        return {paper.id: paper for paper in _with_sources(session, found) if paper.id is not None}
+
+
+def count_papers(engine: Engine, *, source: str | None = None) -> int:
+    """How many papers are stored (from one source, when named)."""
+    with Session(engine) as session:
+        if source is None:
+            return session.scalar(select(func.count()).select_from(PaperRow)) or 0
+        query = select(func.count()).where(PaperSourceRow.source == source)
+        return session.scalar(query) or 0
+
+
+def paper_counts_by_source(engine: Engine) -> dict[str, int]:
+    """Papers per source name."""
+    query = select(PaperSourceRow.source, func.count()).group_by(PaperSourceRow.source)
+    with Session(engine) as session:
+        return {source: count for source, count in session.execute(query)}
+
+
+def save_acronyms(engine: Engine, pairs: Mapping[str, str]) -> None:
+    """Remember acronym definitions learned from papers, counting how often each was seen."""
+    if not pairs:
+        return
+    values = [{"acronym": a, "expansion": e, "count": 1} for a, e in pairs.items()]
+    with transaction(engine) as session:
+        insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+        statement = insert(AcronymRow).values(values)
+        statement = statement.on_conflict_do_update(
+            index_elements=["acronym", "expansion"],
+            set_={"count": AcronymRow.count + 1},
+        )
+        session.execute(statement)
+
+
+def load_acronyms(engine: Engine, *, min_count: int = 1) -> dict[str, str]:
+    """The learned acronyms, each with its most often seen expansion."""
+    query = select(AcronymRow).where(AcronymRow.count >= min_count).order_by(AcronymRow.count)
+    with Session(engine) as session:
+        return {row.acronym: row.expansion for row in session.scalars(query)}
+
+
+def forget_sources(engine: Engine, name: str) -> None:
+    """Drop a source's name from its papers (the papers stay)."""
+    with transaction(engine) as session:
+        session.execute(delete(PaperSourceRow).where(PaperSourceRow.source == name))

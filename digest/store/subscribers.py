@@ -1,0 +1,289 @@
+"""Subscribers: sign-up, confirmation, preferences, unsubscribe and bounces."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.orm import Session
+
+from digest.config import validate_timezone
+from digest.models import Subscriber, SubscriberStatus
+from digest.store.engine import transaction
+from digest.store.schema import DeliveryRow, SubscriberRow
+
+FREQUENCIES = ("daily", "weekly")
+CHANNELS = ("email", "feed")
+
+
+class InvalidSubscriber(ValueError):
+    """A subscriber field is not acceptable; the message names the field."""
+
+
+class UnknownSubscriber(LookupError):
+    """No subscriber with that address or id."""
+
+
+def normalize_email(address: str) -> str:
+    """The canonical form of an address (domain lower-cased, checked for syntax), or InvalidSubscriber."""
+    try:
+        result = validate_email(address.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InvalidSubscriber(f"{address!r} is not a valid email address: {exc}") from None
+    local, _, domain = result.normalized.rpartition("@")
+    return f"{local.lower()}@{domain.lower()}"
+
+
+@dataclass(frozen=True, slots=True)
+class Preferences:
+    """What a subscriber can change about their digest."""
+
+    keywords: str
+    timezone: str = "UTC"
+    send_hour: int = 7
+    frequency: str = "daily"
+    max_papers: int = 10
+    channels: tuple[str, ...] = CHANNELS
+
+    def checked(self) -> Preferences:
+        """Self, or InvalidSubscriber naming the first bad field."""
+        if not self.keywords.strip():
+            raise InvalidSubscriber("keywords: give at least one term")
+        try:
+            validate_timezone(self.timezone)
+        except ValueError as exc:
+            raise InvalidSubscriber(f"timezone: {exc}") from None
+        if not 0 <= self.send_hour <= 23:
+            raise InvalidSubscriber("send_hour: must be an hour from 0 to 23")
+        if self.frequency not in FREQUENCIES:
+            raise InvalidSubscriber("frequency: must be daily or weekly")
+        if not 1 <= self.max_papers <= 100:
+            raise InvalidSubscriber("max_papers: must be between 1 and 100")
+        unknown = set(self.channels) - set(CHANNELS)
+        if unknown or not self.channels:
+            raise InvalidSubscriber("channels: choose email, feed or both")
+        return self
+
+
+def to_subscriber(row: SubscriberRow) -> Subscriber:
+    """The record for a stored row."""
+    return Subscriber(
+        id=row.id,
+        email=row.email,
+        keywords=row.keywords,
+        status=SubscriberStatus(row.status),
+        timezone=row.timezone,
+        send_hour=row.send_hour,
+        frequency=row.frequency,
+        max_papers=row.max_papers,
+        channels=tuple(row.channels or ()),
+        feed_token=row.feed_token,
+        created_at=row.created_at,
+        confirmed_at=row.confirmed_at,
+    )
+
+
+def add_subscriber(
+    engine: Engine, email: str, preferences: Preferences, *, confirmed: bool, now: datetime
+) -> tuple[Subscriber, bool]:
+    """Create a subscriber (pending unless confirmed); returns it and whether anything changed.
+
+    An address already known keeps its row: an unsubscribed one comes back (pending again unless
+    confirmed), an active one keeps its status, and its preferences are updated.
+    """
+    address = normalize_email(email)
+    preferences.checked()
+    with transaction(engine) as session:
+        row = session.scalar(select(SubscriberRow).where(SubscriberRow.email == address))
+        if row is None:
+            row = SubscriberRow(
+                email=address,
+                status=SubscriberStatus.ACTIVE if confirmed else SubscriberStatus.PENDING,
+                feed_token=new_feed_token(),
+                created_at=now,
+                confirmed_at=now if confirmed else None,
+                token_version=0,
+                bounce_count=0,
+            )
+            _apply(row, preferences)
+            session.add(row)
+            session.flush()
+            return to_subscriber(row), True
+        changed = _apply(row, preferences)
+        if confirmed and row.status != SubscriberStatus.ACTIVE:
+            row.status, row.confirmed_at, row.bounce_count = SubscriberStatus.ACTIVE, now, 0
+            changed = True
+        elif row.status in (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED):
+            row.status = SubscriberStatus.PENDING
+            changed = True
+        return to_subscriber(row), changed
+
+
+def _apply(row: SubscriberRow, preferences: Preferences) -> bool:
+    values: dict[str, Any] = {
+        "keywords": preferences.keywords.strip(),
+        "timezone": preferences.timezone,
+        "send_hour": preferences.send_hour,
+        "frequency": preferences.frequency,
+        "max_papers": preferences.max_papers,
+        "channels": list(preferences.channels),
+    }
+    changed = False
+    for name, value in values.items():
+        if getattr(row, name) != value:
+            setattr(row, name, value)
+            changed = True
+    return changed
+
+
+def new_feed_token() -> str:
+    """An unguessable feed token (192 random bits)."""
+    return secrets.token_urlsafe(24)
+
+
+def get_subscriber(
+    engine: Engine, *, id: int | None = None, email: str | None = None
+) -> Subscriber:
+    """One subscriber by id or address, or UnknownSubscriber."""
+    query = select(SubscriberRow)
+    if id is not None:
+        query = query.where(SubscriberRow.id == id)
+    elif email is not None:
+        query = query.where(SubscriberRow.email == normalize_email(email))
+    else:
+        raise TypeError("give id or email")
+    with Session(engine) as session:
+        row = session.scalar(query)
+        if row is None:
+            raise UnknownSubscriber(f"no subscriber {email or id}")
+        return to_subscriber(row)
+
+
+def token_version(engine: Engine, subscriber_id: int) -> int:
+    """The subscriber's current token version (confirm links are single-use against it)."""
+    with Session(engine) as session:
+        version = session.scalar(
+            select(SubscriberRow.token_version).where(SubscriberRow.id == subscriber_id)
+        )
+    if version is None:
+        raise UnknownSubscriber(f"no subscriber {subscriber_id}")
+    return version
+
+
+def subscriber_by_feed_token(engine: Engine, token: str) -> Subscriber | None:
+    """The subscriber whose private feed this token opens, if any (and not unsubscribed)."""
+    with Session(engine) as session:
+        row = session.scalar(select(SubscriberRow).where(SubscriberRow.feed_token == token))
+    if row is None or not secrets.compare_digest(row.feed_token, token):
+        return None
+    return to_subscriber(row)
+
+
+def confirm_subscriber(engine: Engine, subscriber_id: int, version: int, *, now: datetime) -> bool:
+    """Activate a pending subscriber once for this token version; False if the link was used or stale."""
+    with transaction(engine) as session:
+        result = session.execute(
+            update(SubscriberRow)
+            .where(SubscriberRow.id == subscriber_id, SubscriberRow.token_version == version)
+            .values(
+                status=SubscriberStatus.ACTIVE,
+                confirmed_at=now,
+                bounce_count=0,
+                unsubscribed_at=None,
+                token_version=SubscriberRow.token_version + 1,
+            )
+        )
+        return result.rowcount == 1
+
+
+def update_preferences(engine: Engine, subscriber_id: int, preferences: Preferences) -> Subscriber:
+    """Save new preferences for a subscriber."""
+    preferences.checked()
+    with transaction(engine) as session:
+        row = session.get(SubscriberRow, subscriber_id)
+        if row is None:
+            raise UnknownSubscriber(f"no subscriber {subscriber_id}")
+        _apply(row, preferences)
+        return to_subscriber(row)
+
+
+def unsubscribe(
+    engine: Engine, *, now: datetime, id: int | None = None, email: str | None = None
+) -> bool:
+    """Stop all mail to a subscriber and cancel their pending digests; False if already unsubscribed."""
+    subscriber = get_subscriber(engine, id=id, email=email)
+    with transaction(engine) as session:
+        row = session.get(SubscriberRow, subscriber.id)
+        assert row is not None
+        if row.status == SubscriberStatus.UNSUBSCRIBED:
+            return False
+        row.status, row.unsubscribed_at = SubscriberStatus.UNSUBSCRIBED, now
+        row.token_version += 1
+        session.execute(
+            update(DeliveryRow)
+            .where(DeliveryRow.subscriber_id == row.id, DeliveryRow.status == "pending")
+            .values(status="failed", last_error="unsubscribed before sending")
+        )
+        return True
+
+
+def rotate_feed_token(engine: Engine, subscriber_id: int) -> str:
+    """Give a subscriber a new private feed URL; the old one stops working."""
+    token = new_feed_token()
+    with transaction(engine) as session:
+        session.execute(
+            update(SubscriberRow).where(SubscriberRow.id == subscriber_id).values(feed_token=token)
+        )
+    return token
+
+
+def record_bounce(engine: Engine, subscriber_id: int, *, bounce_after: int) -> bool:
+    """Count a permanent refusal; marks the subscriber bounced at the threshold. True when bounced."""
+    with transaction(engine) as session:
+        row = session.get(SubscriberRow, subscriber_id)
+        if row is None:
+            return False
+        row.bounce_count += 1
+        if row.bounce_count >= bounce_after and row.status == SubscriberStatus.ACTIVE:
+            row.status = SubscriberStatus.BOUNCED
+            return True
+        return False
+
+
+def list_subscribers(engine: Engine, *, statuses: Sequence[str] | None = None) -> list[Subscriber]:
+    """Subscribers in sign-up order, optionally only with the given statuses."""
+    query = select(SubscriberRow).order_by(SubscriberRow.id)
+    if statuses:
+        query = query.where(SubscriberRow.status.in_(list(statuses)))
+    with Session(engine) as session:
+        return [to_subscriber(row) for row in session.scalars(query)]
+
+
+def iter_active(engine: Engine, *, batch: int = 5000) -> Iterator[list[Subscriber]]:
+    """Active subscribers in id order, a batch at a time (bounded memory at any scale)."""
+    last = 0
+    while True:
+        query = (
+            select(SubscriberRow)
+            .where(SubscriberRow.status == SubscriberStatus.ACTIVE, SubscriberRow.id > last)
+            .order_by(SubscriberRow.id)
+            .limit(batch)
+        )
+        with Session(engine) as session:
+            rows = [to_subscriber(row) for row in session.scalars(query)]
+        if not rows:
+            return
+        yield rows
+        last = rows[-1].id or last
+
+
+def count_subscribers(engine: Engine) -> dict[str, int]:
+    """Subscribers per status."""
+    query = select(SubscriberRow.status, func.count()).group_by(SubscriberRow.status)
+    with Session(engine) as session:
+        return {status: count for status, count in session.execute(query)}
