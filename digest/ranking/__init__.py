@@ -1,0 +1,25 @@
+"""Ranking: the profile language, BM25F with stems, phrases and acronyms, trending, explained matches.
+
+Pure: papers and profiles in, ranked matches out; no database, no network, no files.
+"""
+
+from digest.ranking.corpus import Corpus, build_corpus
+from digest.ranking.engine import Ranking, rank, score_batch, trending
+from digest.ranking.profile import ProfileError, Query, Term, parse_profile, validate_profile
+from digest.ranking.text import BUILTIN_ACRONYMS, learn_acronyms
+
+__all__ = [
+    "BUILTIN_ACRONYMS",
+    "Corpus",
+    "ProfileError",
+    "Query",
+    "Ranking",
+    "Term",
+    "build_corpus",
+    "learn_acronyms",
+    "parse_profile",
+    "rank",
+    "score_batch",
+    "trending",
+    "validate_profile",
+]

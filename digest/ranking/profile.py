@@ -1,0 +1,225 @@
+"""The profile language a subscriber types: terms, phrases, exclusions, fields and weights.
+
+Terms are separated by commas or new lines:
+    diffusion, diffusion models, "federated learning", -medical, -"medical imaging",
+    author:"Yoshua Bengio", cat:cs.LG, title:transformer, distillation^2
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from digest.ranking.text import words
+
+MAX_TERMS = 30
+MAX_WORDS_PER_TERM = 10
+MAX_PROFILE_CHARS = 2000
+MAX_WEIGHT = 10.0
+FIELDS = ("author", "cat", "title", "abstract")
+
+_FIELD = re.compile(r"([A-Za-z]+):")
+_WEIGHT = re.compile(r"\^\s*([0-9]*\.?[0-9]+)\s*$")
+
+
+class ProfileError(ValueError):
+    """A profile that cannot be used; the message says where and what to change."""
+
+    def __init__(self, message: str, position: int | None = None) -> None:
+        super().__init__(message)
+        self.position = position
+        """0-based character offset of the problem in the profile text, when there is one."""
+
+
+class Field(StrEnum):
+    """Where a term looks."""
+
+    ANY = "any"
+    TITLE = "title"
+    ABSTRACT = "abstract"
+    AUTHOR = "author"
+    CAT = "cat"
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """One interest of a profile."""
+
+    text: str
+    """As the subscriber typed it, without quotes, minus sign or weight: shown as "matched"."""
+    words: tuple[str, ...]
+    """Normalized words (lowercase, unstemmed)."""
+    phrase: bool = False
+    """Quoted: the words must be adjacent and in order."""
+    field: Field = Field.ANY
+    weight: float = 1.0
+    exclude: bool = False
+    position: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A parsed, valid profile."""
+
+    terms: tuple[Term, ...]
+
+    @property
+    def include(self) -> tuple[Term, ...]:
+        """The terms that recommend papers."""
+        return tuple(t for t in self.terms if not t.exclude)
+
+    @property
+    def exclude(self) -> tuple[Term, ...]:
+        """The terms that veto papers."""
+        return tuple(t for t in self.terms if t.exclude)
+
+
+def _where(text: str, position: int) -> str:
+    line = text.count("\n", 0, position) + 1
+    column = position - (text.rfind("\n", 0, position) + 1) + 1
+    return f"line {line}, column {column}" if "\n" in text else f"column {column}"
+
+
+def _segments(text: str) -> list[tuple[int, str]]:
+    """Split on commas and new lines outside quotes; (offset, segment) pairs."""
+    if '"' not in text:
+        out: list[tuple[int, str]] = []
+        start = 0
+        for m in re.finditer(r"[,\n]", text):
+            out.append((start, text[start : m.start()]))
+            start = m.end()
+        out.append((start, text[start:]))
+        return out
+    out = []
+    start = 0
+    quote_at: int | None = None
+    for i, ch in enumerate(text):
+        if ch == '"':
+            quote_at = i if quote_at is None else None
+        elif ch == "\n" and quote_at is not None:
+            break
+        elif ch in ",\n" and quote_at is None:
+            out.append((start, text[start:i]))
+            start = i + 1
+    if quote_at is not None:
+        end = text.find("\n", quote_at)
+        fragment = text[quote_at : end if end >= 0 else len(text)].rstrip()
+        raise ProfileError(
+            f'unbalanced quote at {_where(text, quote_at)}: {fragment} (close the phrase with ")',
+            quote_at,
+        )
+    out.append((start, text[start:]))
+    return out
+
+
+def parse_term(segment: str, offset: int = 0, text: str | None = None) -> Term | None:
+    """Parse one comma-separated segment; None when it is blank. Raises ProfileError."""
+    full = segment if text is None else text
+    body = segment.strip()
+    if not body:
+        return None
+    pos = offset + segment.index(body[0])
+    exclude = body.startswith("-")
+    if exclude:
+        body = body[1:].lstrip()
+    weight = 1.0
+    if "^" in body:
+        m = _WEIGHT.search(body)
+        caret = offset + segment.index("^")
+        if not m or body.count("^") > 1:
+            raise ProfileError(
+                f"bad weight at {_where(full, caret)}: write a number after ^, like distillation^2",
+                caret,
+            )
+        weight = float(m.group(1))
+        if not 0 < weight <= MAX_WEIGHT:
+            raise ProfileError(
+                f"weight {m.group(1)} at {_where(full, caret)} must be above 0 and at most "
+                f"{MAX_WEIGHT:g}",
+                caret,
+            )
+        body = body[: m.start()].rstrip()
+    field = Field.ANY
+    m = _FIELD.match(body)
+    if m:
+        name = m.group(1).lower()
+        if name not in FIELDS:
+            raise ProfileError(
+                f"unknown field {m.group(1)!r} at {_where(full, pos)}: use one of "
+                + ", ".join(f"{f}:" for f in FIELDS),
+                pos,
+            )
+        field = Field(name)
+        body = body[m.end() :].strip()
+    phrase = False
+    if '"' in body:
+        quote = offset + segment.index('"')
+        if not (body.startswith('"') and body.endswith('"') and body.count('"') == 2):
+            raise ProfileError(
+                f"stray quote at {_where(full, quote)}: quote a whole term, like "
+                '"federated learning", and separate terms with commas',
+                quote,
+            )
+        body = body[1:-1].strip()
+        phrase = True
+    found = words(body)
+    if field is Field.CAT:
+        found = [body.lower()] if body and " " not in body else []
+    if not found:
+        raise ProfileError(f"empty term at {_where(full, pos)}: {segment.strip()!r}", pos)
+    if len(found) > MAX_WORDS_PER_TERM:
+        raise ProfileError(
+            f"term at {_where(full, pos)} has {len(found)} words; at most {MAX_WORDS_PER_TERM} "
+            "(separate interests with commas)",
+            pos,
+        )
+    if field is Field.AUTHOR:
+        phrase = True
+    shown = f"{field.value}:{body}" if field is not Field.ANY else body
+    return Term(
+        text=shown,
+        words=tuple(found),
+        phrase=phrase,
+        field=field,
+        weight=weight,
+        exclude=exclude,
+        position=pos,
+    )
+
+
+def parse_profile(text: str) -> Query:
+    """Parse and validate a profile; raise ProfileError pointing at the first problem."""
+    if len(text) > MAX_PROFILE_CHARS:
+        raise ProfileError(
+            f"the profile is {len(text)} characters long; at most {MAX_PROFILE_CHARS}", None
+        )
+    terms: list[Term] = []
+    for offset, segment in _segments(text):
+        if not segment.strip():
+            # "a,,b" is a typo worth pointing at; a trailing comma or a blank line is not
+            end = offset + len(segment)
+            if offset > 0 and text[offset - 1] == "," and text[end : end + 1] == ",":
+                raise ProfileError(f"empty term at {_where(text, end)}: two commas in a row", end)
+            continue
+        term = parse_term(segment, offset, text)
+        if term is not None:
+            terms.append(term)
+    if len(terms) > MAX_TERMS:
+        raise ProfileError(
+            f"too many terms ({len(terms)}); at most {MAX_TERMS}: keep the interests that matter",
+            terms[MAX_TERMS].position,
+        )
+    if not any(not t.exclude for t in terms):
+        raise ProfileError(
+            "the profile has no interest to look for: add at least one term without a minus sign"
+            if terms
+            else "the profile is empty: add at least one term, like diffusion models",
+            None,
+        )
+    return Query(tuple(terms))
+
+
+def validate_profile(text: str) -> None:
+    """Raise ProfileError if the profile cannot be used; return None when it is fine."""
+    parse_profile(text)
