@@ -1,0 +1,1 @@
+"""Delivery: MIME message building and sending."""
