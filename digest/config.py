@@ -131,6 +131,9 @@ class DeliverySettings(_Section):
     max_attempts: int = Field(default=5, ge=1)
     bounce_after: int = Field(default=3, ge=1)
     """Permanent refusals (5xx) of one address before it is marked bounced."""
+    transport: Literal["smtp", "file"] = "smtp"
+    """smtp: send through [smtp]; file: write .eml files to outbox_dir for another system to send."""
+    outbox_dir: str = "outbox"
     feeds_dir: str = ""
     """Also write each subscriber's Atom digest here as a file (optional; the web app serves them)."""
 
@@ -148,8 +151,12 @@ class ExampleProfile(_Section):
 
 
 DEFAULT_EXAMPLES: tuple[ExampleProfile, ...] = (
-    ExampleProfile(name="federated@example.org", keywords='"federated learning", distillation, -medical'),
-    ExampleProfile(name="agents@example.org", keywords="LLM agents, reinforcement learning, reasoning"),
+    ExampleProfile(
+        name="federated@example.org", keywords='"federated learning", distillation, -medical'
+    ),
+    ExampleProfile(
+        name="agents@example.org", keywords="LLM agents, reinforcement learning, reasoning"
+    ),
     ExampleProfile(name="vision@example.org", keywords="diffusion models, image generation, video"),
 )
 
@@ -198,7 +205,9 @@ def validate_timezone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)") from None
+        raise ValueError(
+            f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)"
+        ) from None
     return value
 
 
@@ -251,7 +260,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
         with path.open("rb") as handle:
             return tomllib.load(handle)
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist (run `digest init` to write one)") from None
+        raise ConfigError(
+            f"config file {path} does not exist (run `digest init` to write one)"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
 

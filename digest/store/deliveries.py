@@ -385,3 +385,33 @@ def item_papers(engine: Engine, delivery_ids: Sequence[int]) -> dict[int, list[i
         for delivery_id, paper_id in session.execute(query):
             found[delivery_id].append(paper_id)
     return found
+
+
+def last_digest_dates(
+    engine: Engine, subscriber_ids: Iterable[int], *, channel: str
+) -> dict[int, date]:
+    """The date of each subscriber's latest digest (sent or empty) on a channel."""
+    ids = list(set(subscriber_ids))
+    found: dict[int, date] = {}
+    with Session(engine) as session:
+        for start in range(0, len(ids), CHUNK):
+            query = (
+                select(DeliveryRow.subscriber_id, func.max(DeliveryRow.digest_date))
+                .where(
+                    DeliveryRow.subscriber_id.in_(ids[start : start + CHUNK]),
+                    DeliveryRow.channel == channel,
+                    DeliveryRow.status.in_(
+                        [
+                            DeliveryStatus.SENT.value,
+                            DeliveryStatus.EMPTY.value,
+                            DeliveryStatus.PENDING.value,
+                            DeliveryStatus.SENDING.value,
+                        ]
+                    ),
+                )
+                .group_by(DeliveryRow.subscriber_id)
+            )
+            for subscriber_id, day in session.execute(query):
+                if day is not None:
+                    found[subscriber_id] = day if isinstance(day, date) else date.fromisoformat(day)
+    return found

@@ -287,3 +287,15 @@ def count_subscribers(engine: Engine) -> dict[str, int]:
     query = select(SubscriberRow.status, func.count()).group_by(SubscriberRow.status)
     with Session(engine) as session:
         return {status: count for status, count in session.execute(query)}
+
+
+def subscribers_by_ids(engine: Engine, ids: Sequence[int]) -> dict[int, Subscriber]:
+    """Subscribers by id (unknown ids are left out)."""
+    wanted = list(set(ids))
+    found: dict[int, Subscriber] = {}
+    with Session(engine) as session:
+        for start in range(0, len(wanted), 500):
+            query = select(SubscriberRow).where(SubscriberRow.id.in_(wanted[start : start + 500]))
+            for row in session.scalars(query):
+                found[row.id] = to_subscriber(row)
+    return found
