@@ -22,6 +22,7 @@ from .records import ParsedFeed, SourceError
 from .text import (
     arxiv_abs_url,
     arxiv_pdf_url,
+    author_name,
     clean_text,
     dedupe,
     paper_key,
@@ -65,16 +66,21 @@ def detect_kind(body: bytes, *, headers: Mapping[str, str] | None = None) -> str
     if local in ("html", "head", "body"):
         raise SourceError(f"the server sent an HTML page, not a feed{_html_title(head)}")
     if local in ("rss", "rdf", "channel"):
-        return "arxiv" if _ARXIV_NS in head and "announce_type" in head else "rss"
+        return "arxiv" if _is_arxiv_listing(head) else "rss"
     if local == "feed":
         if "arxiv.org/api" in head:
             return "arxiv-api"
-        if _ARXIV_NS in head and "announce_type" in head:
+        if _is_arxiv_listing(head):
             return "arxiv"
         return "atom"
     raise SourceError(
         f"the response is XML but not a feed (its root element is <{root_match.group(1)}>)"
     )
+
+
+def _is_arxiv_listing(head: str) -> bool:
+    # An empty weekend listing has no announce_type, but still names arXiv's feed address.
+    return _ARXIV_NS in head and ("announce_type" in head or "rss.arxiv.org" in head)
 
 
 def parse_feed(
@@ -115,9 +121,8 @@ def _parse_xml(
     )
     entries = list(parsed.entries)
     problem = parsed.get("bozo_exception") if parsed.get("bozo") else None
-    encoding_note = _encoding_note(problem, parsed.get("encoding"))
-    if encoding_note:
-        warnings.append(encoding_note)
+    if isinstance(problem, feedparser.CharacterEncodingOverride):
+        warnings.append(_encoding_note(problem, parsed.get("encoding")))
         problem = None
     elif isinstance(problem, feedparser.NonXMLContentType):
         problem = None
@@ -141,9 +146,19 @@ def _parse_xml(
         warnings.append(note)
         if not entries:
             raise SourceError(f"the feed could not be parsed: {_describe(problem)}")
+    if kind == "arxiv-api":
+        _raise_api_error(entries)
     papers, skipped = _papers_from_entries(entries, kind, source_name, settings, warnings)
     title = clean_text(parsed.feed.get("title")) if parsed.feed else ""
     return ParsedFeed(papers=papers, kind=kind, warnings=warnings, skipped=skipped, title=title)
+
+
+def _raise_api_error(entries: list[Any]) -> None:
+    """The arXiv API reports a bad query as a one-entry feed whose id is under /api/errors."""
+    for entry in entries:
+        if "arxiv.org/api/errors" in (entry.get("id") or ""):
+            reason = clean_text(entry.get("summary")) or "unknown error"
+            raise SourceError(f"the arXiv API refused the query: {reason}")
 
 
 def _papers_from_entries(
@@ -209,9 +224,9 @@ def _entry_to_paper(entry: Any, kind: str, source_name: str) -> tuple[str | None
 
 
 def _authors(entry: Any, kind: str) -> tuple[str, ...]:
-    names = [clean_text(a.get("name")) for a in entry.get("authors", ()) if a.get("name")]
+    names = [author_name(a.get("name")) for a in entry.get("authors", ()) if a.get("name")]
     if not names and entry.get("author"):
-        names = [clean_text(entry["author"])]
+        names = [author_name(entry["author"])]
     result: list[str] = []
     for name in names:
         # arXiv's dc:creator is one "A, B and C" line; other feeds list one author per element,
@@ -342,7 +357,7 @@ def _hf_paper(item: Mapping[str, Any], source_name: str) -> Paper | None:
     arxiv_id = paper_key(raw_id)
     key = arxiv_id or f"https://huggingface.co/papers/{raw_id}"
     authors = [
-        clean_text(str(a.get("name")))
+        author_name(str(a.get("name")))
         for a in paper.get("authors") or ()
         if isinstance(a, dict) and a.get("name")
     ]
@@ -402,10 +417,18 @@ def _complete_entries(body: bytes, encoding: str | None) -> int | None:
     return len(_ENTRY_END.findall(body))
 
 
-def _encoding_note(problem: Any, encoding: str | None) -> str | None:
-    if isinstance(problem, feedparser.CharacterEncodingOverride):
-        return f"the feed's declared character encoding is wrong; read it as {encoding}"
-    return None
+def _encoding_note(problem: Any, encoding: str | None) -> str:
+    """A warning when the bytes are Unicode in disguise; SourceError when decoding would be a guess."""
+    name = (encoding or "").lower().replace("_", "-")
+    if name.startswith(("utf-8", "utf8", "utf-16", "utf16", "utf-32", "utf32")):
+        # Unicode encodings are recognised from the bytes themselves: the text is right.
+        return f"the feed's declared character encoding is wrong; it was read as {encoding}"
+    # A fallback to an 8-bit code page turns Shift_JIS or UTF-8 into mojibake that would
+    # overwrite good titles; better to fail this source and say why.
+    raise SourceError(
+        f"the feed's bytes do not match its declared character encoding ({_one_line(problem)}); "
+        "not stored, to avoid garbled text"
+    )
 
 
 def _describe(problem: Any) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 from html.parser import HTMLParser
 
 # New-style ids (2007 on): YYMM.NNNN (to 1412) or YYMM.NNNNN (from 1501), optional version.
@@ -87,6 +88,8 @@ _BLOCK_TAGS = frozenset(
 )
 _SKIP_TAGS = frozenset({"script", "style", "template", "head", "title"})
 _SPACE = re.compile(r"\s+")
+# XML 1.0 forbids these, yet arXiv abstracts have carried form feeds and escapes.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 
 
 class _TextExtractor(HTMLParser):
@@ -126,7 +129,7 @@ def clean_text(value: str | None) -> str:
     # Feeds sometimes escape twice ("&amp;amp;"); one more unescape is harmless on clean text
     # that has no "&" left, and LaTeX never uses "&name;".
     value = html.unescape(value)
-    return _SPACE.sub(" ", value).strip()
+    return _SPACE.sub(" ", _CONTROL.sub(" ", value)).strip()
 
 
 _ANNOUNCE = re.compile(
@@ -147,8 +150,24 @@ _AUTHOR_SPLIT = re.compile(r"\s*(?:,|;|\band\b|&)\s*")
 
 def split_authors(value: str) -> tuple[str, ...]:
     """Split a "A, B and C" author line (arXiv's dc:creator) into names."""
-    names = (clean_text(part) for part in _AUTHOR_SPLIT.split(value))
+    names = (author_name(part) for part in _AUTHOR_SPLIT.split(value))
     return tuple(name for name in names if name)
+
+
+_TEX_ACCENT = re.compile(r"""\{?\\([`'^"~=.uvHc])\s*\{?([A-Za-z])\}?\}?""")
+_COMBINING = {
+    "`": "\u0300", "'": "\u0301", "^": "\u0302", "~": "\u0303", "=": "\u0304",
+    "u": "\u0306", ".": "\u0307", '"': "\u0308", "H": "\u030b", "v": "\u030c", "c": "\u0327",
+}  # fmt: skip
+
+
+def author_name(value: str | None) -> str:
+    """A person's name as text: TeX accents (L\\'opez, {\\"u}) become letters (López, ü)."""
+    text = clean_text(value)
+    if "\\" in text:
+        text = _TEX_ACCENT.sub(lambda m: m.group(2) + _COMBINING[m.group(1)], text)
+        text = unicodedata.normalize("NFC", text)
+    return text
 
 
 def dedupe(values: list[str] | tuple[str, ...]) -> tuple[str, ...]:
