@@ -1,0 +1,47 @@
+"""The day's work in order: fetch -> plan -> rank -> render -> deliver.
+
+The only package that knows the stage order. Entry points (cli, web, scheduler) build a Context
+and call one function here; the stages below (sources, store, ranking, render, deliver) never call
+each other. One module per step of the day.
+"""
+
+from digest.pipeline.composing import Window, compose, first_window
+from digest.pipeline.context import Context, Progress, build_context, utcnow
+from digest.pipeline.fetching import FetchReport, fetch
+from digest.pipeline.mails import MailError, preview, send_confirmation, send_goodbye
+from digest.pipeline.planning import is_due, local_date, plan
+from digest.pipeline.running import RunReport, run, write_previews
+from digest.pipeline.sending import (
+    DeliveryOutcome,
+    SendReport,
+    process_claims,
+    send_pending,
+    worker_id,
+)
+
+__all__ = [
+    "Context",
+    "DeliveryOutcome",
+    "FetchReport",
+    "MailError",
+    "Progress",
+    "RunReport",
+    "SendReport",
+    "Window",
+    "build_context",
+    "compose",
+    "fetch",
+    "first_window",
+    "is_due",
+    "local_date",
+    "plan",
+    "preview",
+    "process_claims",
+    "run",
+    "send_confirmation",
+    "send_goodbye",
+    "send_pending",
+    "utcnow",
+    "worker_id",
+    "write_previews",
+]

@@ -1,0 +1,106 @@
+"""Rank stage: each subscriber's window of new papers, ranked and assembled into a Digest."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from digest import ranking, store
+from digest.models import (
+    Digest,
+    Match,
+    SourceStatus,
+    Subscriber,
+)
+from digest.pipeline.context import Context
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The papers a digest may pick from: first seen after `since`, up to `until`."""
+
+    since: datetime
+    until: datetime
+
+
+def compose(
+    ctx: Context,
+    subscribers: Sequence[Subscriber],
+    windows: Sequence[Window],
+    *,
+    digest_date: date,
+    exclude: Sequence[set[int]] | None = None,
+) -> list[Digest | None]:
+    """Rank each subscriber's window and assemble their digest; None where nothing is worth sending."""
+    groups: dict[Window, list[int]] = defaultdict(list)
+    for index, window in enumerate(windows):
+        groups[window].append(index)
+    failed = _failed_sources(ctx)
+    digests: list[Digest | None] = [None] * len(subscribers)
+    for window, indexes in groups.items():
+        papers = store.papers_seen_between(ctx.engine, window.since, window.until)
+        corpus = ctx.corpus(papers)
+        members = [subscribers[i] for i in indexes]
+        by_id = {p.id: p.key for p in papers}
+        excluded = [
+            {by_id[pid] for pid in (exclude[i] if exclude else ()) if pid in by_id} for i in indexes
+        ]
+        ranked = ranking.rank(
+            papers,
+            [s.keywords for s in members],
+            settings=ctx.settings.ranking,
+            corpus=corpus,
+            limit=[s.max_papers for s in members],
+            exclude=excluded,
+        )
+        hot = ranking.trending(papers, ctx.settings.digest.trending_count + 20)
+        for index, subscriber, matches, skip in zip(
+            indexes, members, ranked, excluded, strict=True
+        ):
+            digests[index] = _assemble(ctx, subscriber, digest_date, matches, hot, skip, failed)
+    return digests
+
+
+def _assemble(
+    ctx: Context,
+    subscriber: Subscriber,
+    digest_date: date,
+    matches: list[Match],
+    hot: list[Match],
+    skip: set[str],
+    failed: tuple[SourceStatus, ...],
+) -> Digest | None:
+    picked = {m.paper.key for m in matches}
+    fresh_hot = [m for m in hot if m.paper.key not in skip]
+    trending_block = tuple(
+        m for m in fresh_hot if m.paper.key not in picked and (m.paper.upvotes or 0) > 0
+    )[: ctx.settings.digest.trending_count]
+    fallback = False
+    if not matches:
+        if ctx.settings.digest.empty != "trending" or not fresh_hot:
+            return None
+        matches, trending_block, fallback = fresh_hot[: subscriber.max_papers], (), True
+    return Digest(
+        subscriber=subscriber,
+        digest_date=digest_date,
+        matches=tuple(matches),
+        trending=trending_block,
+        failed_sources=failed,
+        links=ctx.links(subscriber),
+        fallback=fallback,
+    )
+
+
+def _failed_sources(ctx: Context) -> tuple[SourceStatus, ...]:
+    return tuple(
+        SourceStatus(name=record.name, ok=False, error=record.last_error)
+        for record in store.list_sources(ctx.engine)
+        if record.last_status == "failed"
+    )
+
+
+def first_window(ctx: Context, cutoff: datetime) -> datetime:
+    """Where a subscriber's first digest starts looking."""
+    return cutoff - timedelta(days=ctx.settings.digest.first_digest_days)

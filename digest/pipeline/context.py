@@ -1,0 +1,115 @@
+"""The Context every stage call gets: settings, database, token signer, templates, transport."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from email.utils import parseaddr
+from functools import cached_property
+from pathlib import Path
+from urllib.parse import quote
+
+from sqlalchemy import Engine
+
+from digest import ranking, store
+from digest.config import Settings
+from digest.deliver.message import DkimSigner
+from digest.deliver.transport import (
+    FileTransport,
+    SmtpTransport,
+    Transport,
+)
+from digest.models import (
+    DigestLinks,
+    Paper,
+    Subscriber,
+)
+from digest.render import EmailRenderer
+from digest.tokens import Scope, Signer
+
+Progress = Callable[[str, int, int], None]
+"""Called as (stage, done, total) while long work runs; the CLI draws a progress bar from it."""
+
+
+def utcnow() -> datetime:
+    """The current time, aware and in UTC (freezegun-friendly)."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class Context:
+    """What every stage needs, built once per process by an entry point."""
+
+    settings: Settings
+    engine: Engine
+    signer: Signer
+    now: Callable[[], datetime] = utcnow
+    _corpus_cache: dict[tuple[date, int], ranking.Corpus] = field(default_factory=dict)
+
+    @cached_property
+    def renderer(self) -> EmailRenderer:
+        """The email templates, compiled once (a broken template fails here, before any send)."""
+        templates = (
+            Path(self.settings.email.templates_dir) if self.settings.email.templates_dir else None
+        )
+        return EmailRenderer(templates, site=self.settings.site, email=self.settings.email)
+
+    @cached_property
+    def dkim(self) -> DkimSigner | None:
+        """The DKIM signer, when the operator configured one."""
+        return DkimSigner.from_settings(self.settings.email)
+
+    @property
+    def sender(self) -> str:
+        """The envelope sender (bounces go here)."""
+        return parseaddr(self.settings.email.from_)[1]
+
+    def links(self, subscriber: Subscriber) -> DigestLinks:
+        """The reader's personal links, built from the configured base URL (never a Host header)."""
+        base = self.settings.site.base_url
+        if subscriber.id is None:
+            return DigestLinks(home=base + "/")
+        unsubscribe = self.signer.make(Scope.UNSUBSCRIBE, subscriber.id)
+        preferences = self.signer.make(Scope.PREFERENCES, subscriber.id)
+        feed = quote(subscriber.feed_token)
+        mailto = ""
+        if self.sender:
+            mailto = f"mailto:{self.sender}?subject=unsubscribe%20{unsubscribe}"
+        return DigestLinks(
+            preferences=f"{base}/preferences/{preferences}",
+            unsubscribe=f"{base}/unsubscribe/{unsubscribe}",
+            unsubscribe_mailto=mailto,
+            feed_atom=f"{base}/feeds/{feed}.atom" if feed else "",
+            feed_rss=f"{base}/feeds/{feed}.rss" if feed else "",
+            home=base + "/",
+        )
+
+    def corpus(self, papers_hint: Sequence[Paper] = ()) -> ranking.Corpus:
+        """Ranking statistics over the rolling window of stored papers (cached per day)."""
+        key = (self.now().date(), store.count_papers(self.engine))
+        cached = self._corpus_cache.get(key)
+        if cached is None:
+            since = self.now() - timedelta(days=self.settings.ranking.window_days)
+            window = store.papers_seen_between(self.engine, since, self.now() + timedelta(days=1))
+            cached = ranking.build_corpus(
+                window or papers_hint, acronyms=store.load_acronyms(self.engine)
+            )
+            self._corpus_cache.clear()
+            self._corpus_cache[key] = cached
+        return cached
+
+    def transport(self) -> Transport:
+        """The configured way out: SMTP, or a folder of .eml files."""
+        delivery = self.settings.delivery
+        if delivery.transport == "file":
+            return FileTransport(Path(delivery.outbox_dir or "outbox"))
+        return SmtpTransport(self.settings.smtp)
+
+
+def build_context(settings: Settings, *, now: Callable[[], datetime] = utcnow) -> Context:
+    """Open the database (creating or upgrading its schema) and the token signer."""
+    engine = store.open_engine(settings.database.url)
+    store.ensure_schema(engine)
+    secret = settings.site.secret_key or store.get_or_create_secret(engine)
+    return Context(settings=settings, engine=engine, signer=Signer(secret), now=now)

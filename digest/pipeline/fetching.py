@@ -1,0 +1,79 @@
+"""Fetch stage: pull every source, store its papers, remember how each fetch went."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from digest import ranking, sources, store
+from digest.config import SourceSettings
+from digest.pipeline.context import Context, Progress
+
+
+@dataclass(frozen=True, slots=True)
+class FetchReport:
+    """How one source's fetch went."""
+
+    name: str
+    status: str
+    kind: str = ""
+    new: int = 0
+    updated: int = 0
+    seen: int = 0
+    error: str | None = None
+    warnings: tuple[str, ...] = ()
+
+
+def fetch(
+    ctx: Context, *, only: str | None = None, progress: Progress | None = None
+) -> list[FetchReport]:
+    """Fetch every enabled source (or one), store the papers, remember how each fetch went.
+
+    One source failing never stops the others.
+    """
+    store.sync_config_sources(ctx.engine, [s for s in ctx.settings.sources if s.enabled])
+    records = store.list_sources(ctx.engine)
+    if only is not None:
+        records = [r for r in records if r.name == only]
+        if not records:
+            raise store.UnknownSource(f"no source named {only!r} (see `digest sources list`)")
+    reports = []
+    for done, record in enumerate(records):
+        if progress:
+            progress(f"fetching {record.name}", done, len(records))
+        reports.append(_fetch_one(ctx, record))
+    if progress:
+        progress("fetched", len(records), len(records))
+    return reports
+
+
+def _fetch_one(ctx: Context, record: store.SourceRecord) -> FetchReport:
+    source = SourceSettings(name=record.name, url=record.url, kind=record.kind)  # type: ignore[arg-type]
+    state = sources.FetchState(etag=record.etag, last_modified=record.last_modified)
+    result = sources.fetch_source(source, state, ctx.settings.fetch)
+    now = ctx.now()
+    counts = store.UpsertCounts()
+    if result.status == "ok" and result.papers:
+        counts = store.upsert_papers(ctx.engine, result.papers, now=now)
+        store.save_acronyms(ctx.engine, ranking.learn_acronyms(result.papers))
+    store.record_fetch(
+        ctx.engine,
+        record.name,
+        now=now,
+        status=result.status,
+        error=result.error,
+        etag=result.etag,
+        last_modified=result.last_modified,
+        new=counts.new,
+        updated=counts.updated,
+        warnings=result.warnings,
+    )
+    return FetchReport(
+        name=record.name,
+        status=result.status,
+        kind=result.kind,
+        new=counts.new,
+        updated=counts.updated,
+        seen=len(result.papers),
+        error=result.error,
+        warnings=tuple(result.warnings),
+    )

@@ -1,0 +1,69 @@
+"""Plan stage: one delivery row per (subscriber, digest date, channel), created once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from digest import store
+from digest.models import (
+    Subscriber,
+)
+from digest.pipeline.context import Context
+
+
+def local_date(subscriber: Subscriber, now: datetime) -> date:
+    """The subscriber's calendar date at `now`."""
+    return now.astimezone(ZoneInfo(subscriber.timezone)).date()
+
+
+def is_due(subscriber: Subscriber, now: datetime) -> bool:
+    """True once the subscriber's send hour has come in their own time zone."""
+    return now.astimezone(ZoneInfo(subscriber.timezone)).hour >= subscriber.send_hour
+
+
+def plan(
+    ctx: Context,
+    *,
+    digest_date: date | None = None,
+    due_only: bool = False,
+) -> int:
+    """Create the day's delivery rows (idempotent); returns how many are new.
+
+    With `digest_date`, every active subscriber gets a row for that date (`digest run`); with
+    `due_only`, a subscriber gets one for their local date once their send hour has come
+    (`digest schedule`). Weekly readers get at most one digest in seven days.
+    """
+    now = ctx.now()
+    created = 0
+    for batch in store.iter_active(ctx.engine):
+        planned: list[store.PlannedDelivery] = []
+        for subscriber in batch:
+            if due_only and not is_due(subscriber, now):
+                continue
+            day = digest_date or local_date(subscriber, now)
+            planned.extend(
+                store.PlannedDelivery(subscriber.id, day, channel)  # type: ignore[arg-type]
+                for channel in subscriber.channels
+            )
+        planned = _drop_weekly_not_due(ctx, batch, planned)
+        created += store.plan_deliveries(ctx.engine, planned, cutoff=now, now=now)
+    return created
+
+
+def _drop_weekly_not_due(
+    ctx: Context, batch: Sequence[Subscriber], planned: list[store.PlannedDelivery]
+) -> list[store.PlannedDelivery]:
+    weekly = {s.id for s in batch if s.frequency == "weekly"}
+    if not weekly:
+        return planned
+    kept = []
+    for item in planned:
+        if item.subscriber_id in weekly:
+            last = store.last_digest_dates(ctx.engine, [item.subscriber_id], channel=item.channel)
+            previous = last.get(item.subscriber_id)
+            if previous is not None and item.digest_date - previous < timedelta(days=7):
+                continue
+        kept.append(item)
+    return kept
