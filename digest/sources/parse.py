@@ -258,7 +258,7 @@ def _categories(entry: Any) -> tuple[str, ...]:
 
 def _entry_time(entry: Any) -> datetime | None:
     for field in ("published_parsed", "updated_parsed", "created_parsed"):
-        value = entry.get(field)
+        value = dict.get(entry, field)  # not entry.get: it maps updated to published with a warning
         if value:
             # feedparser has already converted the feed's offset to UTC.
             return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
