@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -167,10 +168,12 @@ class Inbox:
 @pytest.fixture
 def smtp_inbox() -> Iterator[Inbox]:
     """A real aiosmtpd server on 127.0.0.1 collecting raw messages."""
-    inbox = Inbox("127.0.0.1", 0)
-    controller = Controller(inbox, hostname="127.0.0.1", port=0)
+    with socket.socket() as probe:  # aiosmtpd's readiness check needs a concrete port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    inbox = Inbox("127.0.0.1", port)
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
-    inbox.port = controller.server.sockets[0].getsockname()[1]
     try:
         yield inbox
     finally:
