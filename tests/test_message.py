@@ -233,7 +233,7 @@ def test_dkim_is_off_unless_configured_and_explains_a_half_setup(email_settings,
             "dkim_key_file": str(tmp_path / "absent.pem"),
         }
     )
-    with pytest.raises(DkimError, match="absent.pem"):
+    with pytest.raises(DkimError, match=r"absent\.pem"):
         DkimSigner.from_settings(missing)
     (tmp_path / "garbage.pem").write_text("not a key")
     garbage = missing.model_copy(update={"dkim_key_file": str(tmp_path / "garbage.pem")})
