@@ -1,0 +1,95 @@
+"""The Starlette application: routes, secure headers, friendly error pages."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from digest import pipeline, store
+from digest.config import Settings
+from digest.web import feedroutes, pages
+from digest.web.security import Csrf, SecurityMiddleware
+from digest.web.site import Site, make_environment, site_of, template_dir
+
+log = logging.getLogger("digest.web")
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The web app for these settings (opens the database and brings its schema up to date)."""
+    ctx = pipeline.build_context(settings)
+    secret = settings.site.secret_key or store.get_or_create_secret(ctx.engine)
+    https = settings.site.base_url.startswith("https://")
+    directory = template_dir()
+    site = Site(ctx=ctx, env=make_environment(directory), csrf=Csrf(secret, https=https))
+    routes = [
+        Route("/", pages.home, methods=["GET"]),
+        Route("/subscribe", pages.subscribe, methods=["POST"]),
+        Route("/confirm/{token}", pages.confirm, methods=["GET", "POST"]),
+        Route("/preferences/{token}", pages.preferences, methods=["GET", "POST"]),
+        Route("/unsubscribe/{token}", pages.unsubscribe, methods=["GET", "POST"]),
+        Route("/feeds/{name}", feedroutes.feed, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=directory / "static"), name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(SecurityMiddleware, https=https)],
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+    )
+    app.state.site = site
+    return app
+
+
+async def healthz(request: Request) -> Response:
+    """For monitors: 200 when the database answers and its schema is current."""
+    site = site_of(request)
+    try:
+        current = await run_in_threadpool(store.schema_is_current, site.ctx.engine)
+    except Exception as exc:
+        log.warning("health check failed: %s", exc)
+        return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
+    if not current:
+        return JSONResponse({"status": "error", "database": "needs migration"}, status_code=503)
+    return JSONResponse({"status": "ok"})
+
+
+_TITLES = {
+    400: "That request was not understood",
+    404: "Page not found",
+    405: "That is not how this page works",
+    413: "That was too much",
+}
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """A friendly page for 404, 405 and other client errors."""
+    assert isinstance(exc, HTTPException)
+    site = site_of(request)
+    title = _TITLES.get(exc.status_code, "Something is not right")
+    text = "The link may be old or mistyped. The home page has everything this site offers."
+    if exc.status_code == 405:
+        text = "This address only shows a page; use the buttons on it."
+    response = site.message(request, title, text, status_code=exc.status_code)
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    """Log the traceback for the operator; the reader gets a calm page, never the traceback."""
+    log.error("error while serving %s", request.method, exc_info=exc)
+    site = site_of(request)
+    return site.message(
+        request,
+        "Something went wrong on our side",
+        "Nothing was lost. Please try again in a few minutes.",
+        status_code=500,
+    )

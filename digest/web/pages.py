@@ -1,0 +1,330 @@
+"""The reader's pages: home and subscribe, confirm, preferences, unsubscribe.
+
+GET only shows a page; every change of state is a POST (mail scanners follow every link).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import timedelta
+from typing import Any
+
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+
+from digest import pipeline, ranking, store
+from digest.models import Match, Subscriber, SubscriberStatus
+from digest.store.ratelimit import hit_rate_limit
+from digest.tokens import Scope, TokenError, TokenExpired
+from digest.web.forms import FormState, read_form, values_of
+from digest.web.site import Site, site_of
+
+log = logging.getLogger("digest.web")
+
+MAX_FORM_FIELDS = 20
+
+
+class BadLink(Exception):
+    """A token in a URL is forged, expired, used up, or names nobody; the message is for the reader."""
+
+
+async def home(request: Request) -> Response:
+    """The front page: what the service sends, and the subscribe form."""
+    site = site_of(request)
+    values = values_of(default_preferences(site))
+    values.update(email="", keywords="")
+    return site.page(request, "home.html", {"values": values, "errors": {}, "preview": None})
+
+
+async def subscribe(request: Request) -> Response:
+    """Preview a profile, or start a double opt-in; the answer never says if the address was known."""
+    site = site_of(request)
+    form = await read_post(request)
+    refused = site.csrf.check(request, form)
+    if refused:
+        return site.message(request, "Please try again", refused, status_code=403)
+    wants_preview = form.get("action") == "preview"
+    state = read_form(
+        form, defaults=default_preferences(site), with_email=not wants_preview, with_channels=False
+    )
+    if wants_preview or not state.ok:
+        preview = None
+        if "keywords" not in state.errors:
+            preview = await run_in_threadpool(
+                preview_for, site, state.values["keywords"], site.ctx.settings.digest.max_papers
+            )
+        status = 200 if wants_preview or state.ok else 400
+        return site.page(
+            request,
+            "home.html",
+            {"values": state.values, "errors": state.errors, "preview": preview},
+            status_code=status,
+        )
+    ip = request.client.host if request.client else "unknown"
+    outcome = await run_in_threadpool(start_subscription, site, state, ip)
+    if outcome == "ip-limit":
+        return site.message(
+            request,
+            "Too many sign-ups",
+            "Too many sign-ups came from your network in the last hour. Please try again later.",
+            status_code=429,
+        )
+    days = site.ctx.settings.web.token_max_age_days
+    response = site.page(request, "check_inbox.html", {"email": state.email, "days": days})
+    if isinstance(outcome, Subscriber):
+        response.background = BackgroundTask(send_confirmation, site, outcome)
+    return response
+
+
+def start_subscription(site: Site, state: FormState, ip: str) -> Subscriber | str | None:
+    """Record a sign-up and return whom to mail, "ip-limit", or None (address limit: stay quiet)."""
+    ctx, limits, now = site.ctx, site.ctx.settings.web, site.ctx.now()
+    assert state.preferences is not None
+    if not hit_rate_limit(
+        ctx.engine,
+        f"subscribe-ip:{ip}",
+        limit=limits.subscribe_per_ip_per_hour,
+        window=timedelta(hours=1),
+        now=now,
+    ):
+        return "ip-limit"
+    # The bucket holds a hash: the rate table is no place for readers' addresses.
+    digest = hashlib.sha256(state.email.encode()).hexdigest()[:40]
+    if not hit_rate_limit(
+        ctx.engine,
+        f"subscribe-address:{digest}",
+        limit=limits.subscribe_per_address_per_day,
+        window=timedelta(days=1),
+        now=now,
+    ):
+        log.info("subscribe: per-address limit reached; no mail sent")
+        return None
+    try:
+        existing: Subscriber | None = store.get_subscriber(ctx.engine, email=state.email)
+    except store.UnknownSubscriber:
+        existing = None
+    if existing is not None and existing.status == SubscriberStatus.ACTIVE:
+        # A stranger must not change an active reader's profile: the mail sends them their link.
+        return existing
+    subscriber, _ = store.add_subscriber(
+        ctx.engine, state.email, state.preferences, confirmed=False, now=now
+    )
+    return subscriber
+
+
+def send_confirmation(site: Site, subscriber: Subscriber) -> None:
+    """Send the opt-in mail after the response has gone (so timing tells nothing either)."""
+    try:
+        pipeline.send_confirmation(site.ctx, subscriber)
+    except Exception:
+        log.exception("could not send the confirmation mail for subscriber %s", subscriber.id)
+
+
+async def confirm(request: Request) -> Response:
+    """GET shows a button; POST activates the subscription once, then shows the reader's links."""
+    site = site_of(request)
+    token = request.path_params["token"]
+    try:
+        data = read_token(site, Scope.CONFIRM, token)
+    except BadLink as exc:
+        return bad_link(request, site, str(exc))
+    if request.method == "GET":
+        return site.page(request, "confirm.html", {})
+    refused = site.csrf.check(request, await read_post(request))
+    if refused:
+        return site.message(request, "Please try again", refused, status_code=403)
+    ctx = site.ctx
+    done = await run_in_threadpool(
+        store.confirm_subscriber, ctx.engine, data.subscriber_id, data.version, now=ctx.now()
+    )
+    if not done:
+        return site.message(
+            request,
+            "This link was already used",
+            "Your subscription is already confirmed, or a newer link was sent. "
+            "Every digest carries a link to your preferences.",
+            status_code=410,
+        )
+    subscriber = await run_in_threadpool(store.get_subscriber, ctx.engine, id=data.subscriber_id)
+    return site.page(
+        request, "confirmed.html", {"subscriber": subscriber, "links": ctx.links(subscriber)}
+    )
+
+
+async def preferences(request: Request) -> Response:
+    """Edit keywords, schedule, size and channels; preview today's digest; rotate the feed URL."""
+    site = site_of(request)
+    try:
+        data = read_token(site, Scope.PREFERENCES, request.path_params["token"])
+        subscriber = await run_in_threadpool(find_subscriber, site, data.subscriber_id)
+    except BadLink as exc:
+        return bad_link(request, site, str(exc))
+    if request.method == "GET":
+        notice = {"saved": "Your preferences are saved.", "rotated": "Your feed has a new URL."}
+        shown = [text for key, text in notice.items() if key in request.query_params]
+        return await preferences_page(request, site, subscriber, notice=" ".join(shown))
+    form = await read_post(request)
+    refused = site.csrf.check(request, form)
+    if refused:
+        return site.message(request, "Please try again", refused, status_code=403)
+    action = form.get("action", "save")
+    assert subscriber.id is not None
+    if action == "rotate_feed":
+        await run_in_threadpool(store.rotate_feed_token, site.ctx.engine, subscriber.id)
+        return RedirectResponse(f"{request.url.path}?rotated=1", status_code=303)
+    state = read_form(
+        form, defaults=stored_preferences(subscriber), with_email=False, with_channels=True
+    )
+    if action == "preview" or not state.ok:
+        return await preferences_page(
+            request,
+            site,
+            subscriber,
+            state=state,
+            notice="Preview only: nothing is saved until you press Save." if state.ok else "",
+            status_code=200 if state.ok else 400,
+        )
+    assert state.preferences is not None
+    await run_in_threadpool(
+        store.update_preferences, site.ctx.engine, subscriber.id, state.preferences
+    )
+    return RedirectResponse(f"{request.url.path}?saved=1", status_code=303)
+
+
+async def preferences_page(
+    request: Request,
+    site: Site,
+    subscriber: Subscriber,
+    *,
+    state: FormState | None = None,
+    notice: str = "",
+    status_code: int = 200,
+) -> Response:
+    """The preferences form, filled from a submitted form or the stored subscriber."""
+    values = state.values if state else values_of(stored_preferences(subscriber))
+    errors = state.errors if state else {}
+    preview = None
+    if "keywords" not in errors:
+        limit = int(values.get("max_papers") or subscriber.max_papers)
+        limit = limit if 1 <= limit <= 100 else subscriber.max_papers
+        preview = await run_in_threadpool(preview_for, site, values["keywords"], limit)
+    context: dict[str, Any] = {
+        "subscriber": subscriber,
+        "values": values,
+        "errors": errors,
+        "preview": preview,
+        "notice": notice,
+        "links": site.ctx.links(subscriber),
+    }
+    return site.page(request, "preferences.html", context, status_code=status_code)
+
+
+async def unsubscribe(request: Request) -> Response:
+    """GET shows one button; POST unsubscribes at once (RFC 8058 one-click included)."""
+    site = site_of(request)
+    try:
+        data = read_token(site, Scope.UNSUBSCRIBE, request.path_params["token"])
+        subscriber = await run_in_threadpool(find_subscriber, site, data.subscriber_id)
+    except BadLink as exc:
+        return bad_link(request, site, str(exc))
+    if request.method == "GET":
+        return site.page(request, "unsubscribe.html", {"subscriber": subscriber})
+    form = await read_post(request)
+    ctx = site.ctx
+    if form.get("List-Unsubscribe") == "One-Click":
+        # RFC 8058: the mail provider posts this without cookies; the signed URL is the proof.
+        await run_in_threadpool(store.unsubscribe, ctx.engine, id=subscriber.id, now=ctx.now())
+        return PlainTextResponse("You are unsubscribed.\n")
+    refused = site.csrf.check(request, form)
+    if refused:
+        return site.message(request, "Please try again", refused, status_code=403)
+    changed = await run_in_threadpool(
+        store.unsubscribe, ctx.engine, id=subscriber.id, now=ctx.now()
+    )
+    response = site.page(request, "unsubscribed.html", {"subscriber": subscriber})
+    if changed:
+        response.background = BackgroundTask(send_goodbye, site, subscriber)
+    return response
+
+
+def send_goodbye(site: Site, subscriber: Subscriber) -> None:
+    """Tell the reader they are out, with a way back (only when they asked on the page)."""
+    try:
+        pipeline.send_goodbye(site.ctx, subscriber)
+    except Exception:
+        log.exception("could not send the goodbye mail for subscriber %s", subscriber.id)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+async def read_post(request: Request) -> FormData:
+    """The submitted form (no files, a bounded number of fields)."""
+    return await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+
+
+def read_token(site: Site, scope: Scope, token: str) -> Any:
+    """The verified token, or BadLink with a sentence for the reader."""
+    max_age = None
+    if scope is Scope.CONFIRM:
+        max_age = site.ctx.settings.web.token_max_age_days * 86400
+    try:
+        return site.ctx.signer.read(scope, token, max_age=max_age)
+    except TokenExpired:
+        raise BadLink(
+            "This link has expired. Subscribe again from the home page to get a fresh one."
+        ) from None
+    except TokenError:
+        raise BadLink(
+            "This link is not valid. Check that it was copied whole from the email."
+        ) from None
+
+
+def find_subscriber(site: Site, subscriber_id: int) -> Subscriber:
+    """The subscriber a genuine token names, or BadLink if they are gone."""
+    try:
+        return store.get_subscriber(site.ctx.engine, id=subscriber_id)
+    except store.UnknownSubscriber:
+        raise BadLink("This link no longer leads anywhere.") from None
+
+
+def bad_link(request: Request, site: Site, text: str) -> Response:
+    """The friendly page for a token that cannot be used."""
+    return site.message(request, "This link cannot be used", text, status_code=400)
+
+
+def default_preferences(site: Site) -> store.Preferences:
+    """A new reader's preferences, from the operator's [digest] settings."""
+    digest = site.ctx.settings.digest
+    return store.Preferences(
+        keywords="",
+        timezone=digest.timezone,
+        send_hour=digest.send_hour,
+        max_papers=digest.max_papers,
+    )
+
+
+def stored_preferences(subscriber: Subscriber) -> store.Preferences:
+    """A subscriber's current preferences."""
+    return store.Preferences(
+        keywords=subscriber.keywords,
+        timezone=subscriber.timezone,
+        send_hour=subscriber.send_hour,
+        frequency=subscriber.frequency,
+        max_papers=subscriber.max_papers,
+        channels=subscriber.channels,
+    )
+
+
+def preview_for(site: Site, keywords: str, limit: int) -> list[Match] | None:
+    """Today's papers for a profile, or None when it cannot be ranked."""
+    if not keywords.strip():
+        return None
+    try:
+        return pipeline.preview(site.ctx, keywords, limit=limit)
+    except ranking.ProfileError:
+        return None
