@@ -28,6 +28,12 @@ def resource_dir(name: str) -> Path:
     return PACKAGE_DIR.parent / name
 
 
+def example_config_path() -> Path:
+    """config.example.toml: at the top of a checkout, or shipped inside the wheel."""
+    packaged = PACKAGE_DIR / "_config.example.toml"
+    return packaged if packaged.is_file() else PACKAGE_DIR.parent / "config.example.toml"
+
+
 class ConfigError(Exception):
     """The configuration cannot be used; the message names the key and what was expected."""
 

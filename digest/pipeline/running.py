@@ -149,13 +149,13 @@ def write_previews(ctx: Context, report: RunReport, out: Path) -> list[Path]:
         if outcome.digest is None:
             continue
         rendered = ctx.renderer.digest(outcome.digest)
-        stem = out / f"{index:04d}-{_slug(outcome.email)}"
+        stem = f"{index:04d}-{_slug(outcome.email)}"
         envelope = envelope_for(ctx, index, outcome.email, rendered, outcome.digest.links)
         for suffix, content in ((".html", rendered.html), (".txt", rendered.text)):
-            path = stem.with_suffix(suffix)
+            path = out / (stem + suffix)
             path.write_text(content, encoding="utf-8")
             written.append(path)
-        eml = stem.with_suffix(".eml")
+        eml = out / (stem + ".eml")
         eml.write_bytes(envelope.data)
         written.append(eml)
     return written

@@ -37,23 +37,26 @@ def upsert_papers(engine: Engine, papers: Sequence[Paper], *, now: datetime) -> 
             chunk = merged[start : start + CHUNK]
             existing = _rows_by_key(session, [p.key for p in chunk])
             known_sources = _sources_of(session, [row.id for row in existing.values()])
+            fresh = [(_new_row(paper, now), paper) for paper in chunk if paper.key not in existing]
+            session.add_all(row for row, _ in fresh)
+            session.flush()
+            new += len(fresh)
+            links = [(row, paper, set[str]()) for row, paper in fresh]
             for paper in chunk:
                 row = existing.get(paper.key)
                 if row is None:
-                    row = _new_row(paper, now)
-                    session.add(row)
-                    session.flush([row])
-                    new += 1
-                    have: set[str] = set()
-                elif _merge_into(row, paper, now):
+                    continue
+                if _merge_into(row, paper, now):
                     updated += 1
-                    have = known_sources.get(row.id, set())
                 else:
                     unchanged += 1
-                    have = known_sources.get(row.id, set())
-                for source in paper.sources:
-                    if source not in have:
-                        session.add(PaperSourceRow(paper_id=row.id, source=source))
+                links.append((row, paper, known_sources.get(row.id, set())))
+            session.add_all(
+                PaperSourceRow(paper_id=row.id, source=source)
+                for row, paper, have in links
+                for source in paper.sources
+                if source not in have
+            )
     return UpsertCounts(new=new, updated=updated, unchanged=unchanged)
 
 

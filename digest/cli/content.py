@@ -1,0 +1,204 @@
+"""Feeds and papers: `digest fetch`, `digest sources ...` and `digest papers list`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+
+import click
+from rich.table import Table
+
+from digest import pipeline, store
+from digest.cli.base import (
+    FORMAT,
+    error,
+    handle_errors,
+    info,
+    plain,
+    print_json,
+    progress_bar,
+    state,
+    stdout,
+)
+
+
+def print_fetch_table(reports: Sequence[pipeline.FetchReport]) -> None:
+    """One row per source: new, updated, and why it failed."""
+    table = Table(title="Fetch", title_justify="left")
+    for column in ("Source", "Status", "New", "Updated", "Problem"):
+        table.add_column(column, justify="right" if column in ("New", "Updated") else "left")
+    for r in reports:
+        problem = r.error or "; ".join(r.warnings)
+        table.add_row(*plain(r.name, r.status, str(r.new), str(r.updated), problem))
+    stdout.print(table)
+
+
+@click.command()
+@click.option("--source", "only", help="Fetch only this source.")
+@FORMAT
+@handle_errors
+def fetch(only: str | None, fmt: str) -> None:
+    """Pull every source now and store the new papers."""
+    ctx = state().context
+    with progress_bar(fmt == "table") as progress:
+        reports = pipeline.fetch(ctx, only=only, progress=progress)
+    if fmt == "json":
+        print_json([asdict(r) for r in reports])
+    else:
+        print_fetch_table(reports)
+    if any(r.status == "failed" for r in reports):
+        info("Some sources failed; the others were stored. Check the URL, or try again later.")
+
+
+@click.group()
+def sources() -> None:
+    """List, add and remove feeds (config sources win over ones added here)."""
+
+
+@sources.command("list")
+@FORMAT
+@handle_errors
+def sources_list(fmt: str) -> None:
+    """Every source with its last fetch and papers."""
+    ctx = state().context
+    store.sync_config_sources(ctx.engine, [s for s in ctx.settings.sources if s.enabled])
+    records = store.list_sources(ctx.engine)
+    totals = store.paper_counts_by_source(ctx.engine)
+    rows = [
+        {
+            "name": r.name,
+            "kind": r.kind,
+            "url": r.url,
+            "origin": r.origin,
+            "last_fetched_at": _iso(r.last_fetched_at),
+            "status": r.last_status or "never fetched",
+            "papers": totals.get(r.name, 0),
+            "new_last_time": r.last_new,
+            "last_error": r.last_error,
+            "warnings": list(r.last_warnings),
+        }
+        for r in records
+    ]
+    if fmt == "json":
+        print_json(rows)
+        return
+    table = Table(title="Sources", title_justify="left")
+    for column in ("Name", "Kind", "URL", "Last fetch", "Status", "Papers", "New", "Last error"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            *plain(
+                str(row["name"]),
+                str(row["kind"]),
+                str(row["url"]),
+                str(row["last_fetched_at"] or "-"),
+                str(row["status"]),
+                str(row["papers"]),
+                str(row["new_last_time"]),
+                str(row["last_error"] or ""),
+            )
+        )
+    stdout.print(table)
+
+
+@sources.command("add")
+@click.argument("name")
+@click.argument("url")
+@click.option(
+    "--kind",
+    type=click.Choice(["auto", "arxiv", "arxiv-api", "hf-daily", "rss", "atom"]),
+    default="auto",
+    show_default=True,
+)
+@handle_errors
+def sources_add(name: str, url: str, kind: str) -> None:
+    """Add a feed by URL (or local file path) without editing the config."""
+    ctx = state().context
+    if any(s.name == name for s in ctx.settings.sources):
+        error(f"{name!r} is defined in the config file; edit it there")
+        raise SystemExit(1)
+    if "://" not in url:
+        from pathlib import Path
+
+        url = str(Path(url).resolve())
+    elif not url.startswith(("http://", "https://", "file://")):
+        error("only http(s) URLs and local files can be fetched")
+        raise SystemExit(2)
+    try:
+        store.add_source(ctx.engine, name, url, kind=kind)
+    except ValueError as exc:
+        error(str(exc))
+        raise SystemExit(1) from None
+    info(f"Added {name}. Fetch it now with `digest fetch --source {name}`.")
+
+
+@sources.command("remove")
+@click.argument("name")
+@handle_errors
+def sources_remove(name: str) -> None:
+    """Remove a feed added with `digest sources add` (its papers stay)."""
+    ctx = state().context
+    if any(s.name == name for s in ctx.settings.sources):
+        error(f"{name!r} is defined in the config file; remove it there")
+        raise SystemExit(1)
+    store.remove_source(ctx.engine, name)
+    info(f"Removed {name}.")
+
+
+@click.group()
+def papers() -> None:
+    """Look at the stored papers."""
+
+
+@papers.command("list")
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), help="First seen on or after.")
+@click.option("--source", help="Only papers from this source.")
+@click.option("--limit", type=int, default=None, help="At most this many (newest first).")
+@FORMAT
+@handle_errors
+def papers_list(since: datetime | None, source: str | None, limit: int | None, fmt: str) -> None:
+    """Stored papers, newest first seen first."""
+    ctx = state().context
+    found = store.list_papers(
+        ctx.engine, since=since.replace(tzinfo=UTC) if since else None, source=source, limit=limit
+    )
+    if fmt == "json":
+        print_json(
+            [
+                {
+                    "key": p.key,
+                    "title": p.title,
+                    "abstract": p.abstract,
+                    "authors": list(p.authors),
+                    "url": p.url,
+                    "pdf_url": p.pdf_url,
+                    "categories": list(p.categories),
+                    "published_at": _iso(p.published_at),
+                    "first_seen_at": _iso(p.first_seen_at),
+                    "upvotes": p.upvotes,
+                    "sources": list(p.sources),
+                }
+                for p in found
+            ]
+        )
+        return
+    table = Table(title=f"Papers ({len(found)})", title_justify="left")
+    for column in ("Key", "Title", "Categories", "Upvotes", "First seen", "Sources"):
+        table.add_column(column, overflow="fold")
+    for p in found:
+        table.add_row(
+            *plain(
+                p.key,
+                p.title[:100],
+                " ".join(p.categories[:4]),
+                "" if p.upvotes is None else str(p.upvotes),
+                _iso(p.first_seen_at) or "",
+                ", ".join(p.sources),
+            )
+        )
+    stdout.print(table)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None

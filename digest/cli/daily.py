@@ -1,0 +1,139 @@
+"""The daily work: `digest run`, `digest schedule` and `digest worker`."""
+
+from __future__ import annotations
+
+import time
+from datetime import date
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from digest import pipeline
+from digest.cli.base import (
+    FORMAT,
+    handle_errors,
+    info,
+    plain,
+    print_json,
+    progress_bar,
+    state,
+    stdout,
+)
+from digest.cli.content import print_fetch_table
+
+
+@click.command()
+@click.option(
+    "--dry-run", is_flag=True, help="Show what would be sent; send nothing, mark nothing."
+)
+@click.option(
+    "--date",
+    "digest_date",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="The digest date (default: today, UTC).",
+)
+@click.option("--no-fetch", is_flag=True, help="Use the papers already stored; fetch nothing.")
+@FORMAT
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also write each digest as .html, .txt and .eml files into this folder.",
+)
+@handle_errors
+def run(dry_run: bool, digest_date: object, no_fetch: bool, fmt: str, out: Path | None) -> None:
+    """Fetch, rank, render and send today's digests (or preview them with --dry-run)."""
+    ctx = state().context
+    day: date | None = digest_date.date() if digest_date is not None else None  # type: ignore[attr-defined]
+    with progress_bar(fmt == "table") as progress:
+        report = pipeline.run(
+            ctx,
+            digest_date=day,
+            fetch_first=not no_fetch,
+            dry_run=dry_run,
+            out=out,
+            progress=progress,
+        )
+    if fmt == "json":
+        print_json(report.as_json())
+        return
+    if report.fetched:
+        print_fetch_table(report.fetched)
+    if report.examples:
+        info(
+            "No subscribers yet: previewing the example profiles from the config "
+            "(add readers with `digest subscribe EMAIL --keywords ...`)."
+        )
+    print_run_table(report)
+    if out is not None:
+        info(f"Wrote the rendered digests to {out}/ (.html, .txt and .eml for each).")
+
+
+def print_run_table(report: pipeline.RunReport) -> None:
+    """The summary of a run: one row per digest with its best paper."""
+    verb = "Would send" if report.dry_run else "Sent"
+    title = f"Digests for {report.digest_date.isoformat()}" + (
+        " (dry run)" if report.dry_run else ""
+    )
+    table = Table(title=title, title_justify="left")
+    table.add_column("Reader")
+    table.add_column("Status")
+    table.add_column("Papers", justify="right")
+    table.add_column("Top paper (matched terms)", overflow="fold")
+    for outcome in report.outcomes:
+        matches = outcome.digest.matches if outcome.digest else ()
+        top = ""
+        if matches:
+            best = matches[0]
+            top = best.paper.title[:90]
+            if best.matched:
+                top += f"  [{', '.join(best.matched)}]"
+        elif outcome.error:
+            top = outcome.error
+        table.add_row(*plain(outcome.email, outcome.status, str(len(matches)), top))
+    stdout.print(table)
+    sent = sum(1 for o in report.outcomes if o.status in ("sent", "would send"))
+    empty = sum(1 for o in report.outcomes if o.status == "empty")
+    failed = sum(1 for o in report.outcomes if o.status in ("failed", "pending"))
+    summary = (
+        f"{verb}: {sent} digest(s); empty: {empty}; {report.papers} new paper(s) in the window"
+    )
+    if failed:
+        summary += f"; not sent: {failed} (see `digest subscribers list` and the log above)"
+    stdout.print(summary, markup=False)
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="Send what is pending now, then exit.")
+@click.option("--poll", default=10.0, show_default=True, help="Seconds to wait when idle.")
+@handle_errors
+def worker(once: bool, poll: float) -> None:
+    """Send pending digests; run as many workers as you like against one PostgreSQL database."""
+    ctx = state().context
+    owner = pipeline.worker_id()
+    info(f"worker {owner} started")
+    while True:
+        report = pipeline.send_pending(ctx, owner=owner)
+        if report.outcomes:
+            info(
+                f"sent {report.count('sent')}, empty {report.count('empty')}, "
+                f"failed {report.count('failed')}, to retry {report.count('pending')}"
+            )
+        if once:
+            return
+        if not report.outcomes:
+            time.sleep(poll)
+
+
+@click.command()
+@click.option(
+    "--no-send",
+    is_flag=True,
+    help="Only fetch and plan; leave sending to `digest worker` processes.",
+)
+@handle_errors
+def schedule(no_send: bool) -> None:
+    """Run forever: fetch on schedule and send each reader's digest at their hour."""
+    from digest.scheduler import run_scheduler
+
+    run_scheduler(state().context, send=not no_send)

@@ -1,0 +1,192 @@
+"""The `digest` command as an operator uses it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from freezegun import freeze_time
+
+from digest.cli import cli
+
+
+def digest(config: Path, *args: str) -> Any:
+    result = CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
+    return result
+
+
+@freeze_time("2025-11-27 08:00:00")
+def test_dry_run_shows_ranked_example_profiles_without_subscribers(
+    config_file: Path, smtp_server: Any, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    result = digest(config_file, "run", "--dry-run", "--out", str(out))
+
+    assert result.exit_code == 0, result.output
+    assert "No subscribers yet" in result.stderr
+    assert "federated@example.org" in result.stdout
+    assert "would send" in result.stdout
+    assert len(list(out.glob("*.eml"))) == 3
+    assert smtp_server.raw == []
+
+
+@freeze_time("2025-11-27 08:00:00")
+def test_run_json_lists_each_digest_best_paper_first(config_file: Path, smtp_server: Any) -> None:
+    assert (
+        digest(
+            config_file,
+            "subscribe",
+            "fl@uni.example",
+            "--keywords",
+            '"federated learning"',
+            "--confirmed",
+        ).exit_code
+        == 0
+    )
+
+    result = digest(config_file, "run", "--dry-run", "--format", "json")
+
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["dry_run"] is True and data["date"] == "2025-11-27" and data["papers"] == 148
+    [entry] = data["digests"]
+    assert entry["email"] == "fl@uni.example"
+    scores = [p["score"] for p in entry["papers"]]
+    assert scores == sorted(scores, reverse=True) and scores
+    assert {"key", "title", "url", "score", "matched"} <= set(entry["papers"][0])
+    assert "federated learning" in entry["papers"][0]["matched"]
+
+
+def test_subscribe_without_confirmed_sends_a_confirmation_and_stays_pending(
+    config_file: Path, smtp_server: Any
+) -> None:
+    result = digest(config_file, "subscribe", "New.Reader@Uni.Example", "--keywords", "diffusion")
+
+    assert result.exit_code == 0, result.output
+    [message] = smtp_server.to("new.reader@uni.example")
+    assert (
+        "https://papers.example.org/confirm/"
+        in message.get_body(preferencelist=("plain",)).get_content()
+    )
+    listed = json.loads(digest(config_file, "subscribers", "list", "--format", "json").stdout)
+    assert [(s["email"], s["status"], s["keywords"]) for s in listed] == [
+        ("new.reader@uni.example", "pending", "diffusion")
+    ]
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["subscribe", "not-an-address", "--keywords", "x"], "not a valid email address"),
+        (["subscribe", "a@b.example", "--keywords", '"unbalanced'], "quote"),
+        (["subscribe", "a@b.example", "--keywords", "x", "--timezone", "Nowhere/City"], "timezone"),
+        (["unsubscribe", "nobody@b.example"], "no subscriber"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(config_file: Path, args: list[str], says: str) -> None:
+    result = digest(config_file, *args)
+    assert result.exit_code != 0
+    assert says in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_a_config_typo_is_named(tmp_path: Path) -> None:
+    config = tmp_path / "digest.toml"
+    config.write_text("[smtp]\nhots = 'x'\n", encoding="utf-8")
+    result = digest(config, "run", "--dry-run")
+    assert result.exit_code == 2
+    assert "smtp.hots" in result.stderr
+
+
+def test_import_reports_bad_rows_keeps_good_ones_and_is_idempotent(
+    config_file: Path, tmp_path: Path, smtp_server: Any
+) -> None:
+    csv_file = tmp_path / "readers.csv"
+    csv_file.write_text(
+        "email,keywords,timezone,send_hour\n"
+        'ada@uni.example,"""federated learning"", -medical",Europe/Paris,8\n'
+        "broken-address,diffusion,,\n"
+        "grace@lab.example,reasoning,,25\n"
+        "alan@lab.example,agents,,\n",
+        encoding="utf-8",
+    )
+
+    first = digest(config_file, "subscribers", "import", str(csv_file), "--confirmed")
+    second = digest(config_file, "subscribers", "import", str(csv_file), "--confirmed")
+
+    assert "line 3" in first.stderr and "line 4" in first.stderr
+    assert "2 added" in first.stderr
+    assert "0 added, 0 updated, 2 unchanged" in second.stderr
+    listed = json.loads(digest(config_file, "subscribers", "list", "--format", "json").stdout)
+    assert [(s["email"], s["status"]) for s in listed] == [
+        ("ada@uni.example", "active"),
+        ("alan@lab.example", "active"),
+    ]
+    assert listed[0]["keywords"] == '"federated learning", -medical'
+    assert smtp_server.raw == []  # --confirmed: no confirmation mails
+
+    exported = digest(config_file, "subscribers", "export").stdout.splitlines()
+    assert exported[0].startswith("email,keywords")
+    assert len(exported) == 3
+
+
+def test_unsubscribe_stops_the_next_run(config_file: Path, smtp_server: Any) -> None:
+    digest(
+        config_file,
+        "subscribe",
+        "fl@uni.example",
+        "--keywords",
+        '"federated learning"',
+        "--confirmed",
+    )
+    assert digest(config_file, "unsubscribe", "fl@uni.example").exit_code == 0
+
+    with freeze_time("2025-11-27 08:00:00"):
+        result = digest(config_file, "run")
+
+    assert result.exit_code == 0, result.output
+    assert smtp_server.raw == []
+
+
+def test_fetch_papers_and_sources_listings(config_file: Path) -> None:
+    fetched = digest(config_file, "fetch", "--format", "json")
+    assert json.loads(fetched.stdout)[0]["new"] == 148
+
+    papers = json.loads(
+        digest(config_file, "papers", "list", "--format", "json", "--limit", "5").stdout
+    )
+    assert len(papers) == 5
+    assert set(papers[0]) == {
+        "key",
+        "title",
+        "abstract",
+        "authors",
+        "url",
+        "pdf_url",
+        "categories",
+        "published_at",
+        "first_seen_at",
+        "upvotes",
+        "sources",
+    }
+    sources = json.loads(digest(config_file, "sources", "list", "--format", "json").stdout)
+    assert sources[0]["name"] == "hf-sample" and sources[0]["papers"] == 148
+    assert sources[0]["status"] == "ok" and sources[0]["last_error"] is None
+
+
+def test_init_writes_a_starter_config_and_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["init"], catch_exceptions=False)
+
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "digest.toml").read_text()
+    assert 'secret_key = ""' not in text
+    assert (tmp_path / "paper-digest.sqlite3").exists()
+    again = CliRunner().invoke(cli, ["init"], catch_exceptions=False)
+    assert "leaving it as it is" in again.stderr
+    assert (tmp_path / "digest.toml").read_text() == text
