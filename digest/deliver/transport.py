@@ -1,7 +1,9 @@
 """Transports: hand finished messages to an SMTP relay (pooled, retried) or to a folder of .eml files.
 
 The only importer of aiosmtplib. A transport reports each message's outcome through a callback as
-soon as it is known, so the caller can record "sent" before the next message goes out.
+soon as it is known; when the callback returns an awaitable, the connection that produced the
+result waits for it before starting its next message, which is how the caller bounds the number
+of accepted-but-not-yet-recorded messages.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import re
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from types import TracebackType
+from typing import Protocol, Self
 
 import aiosmtplib
 
@@ -43,13 +46,41 @@ class SendResult:
     """A permanent refusal (5xx): retrying will not help."""
     code: int | None = None
     error: str | None = None
+    recipient_refused: bool = False
+    """The relay refused the recipient itself (5xx to RCPT): counts towards marking it bounced."""
+    attempts: int = 1
+    """How many times this run tried the envelope."""
 
 
 ResultCallback = Callable[[SendResult], Awaitable[None] | None]
 
 
+class RelayError(Exception):
+    """The relay refuses this sender as a whole (login, TLS, sender address): no message can go.
+
+    Not any recipient's fault, so no delivery is failed or bounced for it; fix [smtp] or [email].
+    """
+
+
 class Transport(Protocol):
-    """Something that delivers envelopes and reports each result."""
+    """Something that delivers envelopes and reports each result.
+
+    `async with transport:` keeps connections open across several send_many calls.
+    """
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    @property
+    def backlog(self) -> int:
+        """Envelopes handed over and not yet being sent (lets a caller feed it just in time)."""
+        ...
 
     async def send_many(self, envelopes: Sequence[Envelope], on_result: ResultCallback) -> None:
         """Deliver every envelope, calling on_result once per envelope."""
@@ -62,18 +93,33 @@ async def _report(on_result: ResultCallback, result: SendResult) -> None:
         await outcome
 
 
-class FileTransport:
+class _NoSession:
+    """Transports without connections: entering and leaving is free."""
+
+    backlog = 0
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+
+class FileTransport(_NoSession):
     """Writes each message to DIR as an .eml file (dry runs, or handing mail to another system)."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
     async def send_many(self, envelopes: Sequence[Envelope], on_result: ResultCallback) -> None:
-        """Write every envelope; a file per message, named after its recipient."""
+        """Write every envelope; a file per message, named after its recipient and key."""
         self.directory.mkdir(parents=True, exist_ok=True)
         for envelope in envelopes:
             path = self.directory / f"{_safe_name(envelope.recipient)}-{envelope.key}.eml"
-            path.write_bytes(envelope.data)
+            temporary = path.with_suffix(".eml.part")
+            # Written aside then renamed: a system picking up *.eml never sees half a message.
+            temporary.write_bytes(envelope.data)
+            temporary.replace(path)
             await _report(on_result, SendResult(key=envelope.key, ok=True))
 
 
@@ -81,7 +127,7 @@ def _safe_name(address: str) -> str:
     return re.sub(r"[^A-Za-z0-9@._-]", "_", address)[:120]
 
 
-class NullTransport:
+class NullTransport(_NoSession):
     """Accepts everything and sends nothing (previews that only render)."""
 
     async def send_many(self, envelopes: Sequence[Envelope], on_result: ResultCallback) -> None:
@@ -96,25 +142,44 @@ class _RateLimiter:
     def __init__(self, rate: float) -> None:
         self.interval = 1.0 / rate if rate > 0 else 0.0
         self.next_slot = 0.0
-        self.lock = asyncio.Lock()
 
     async def wait(self) -> None:
         if not self.interval:
             return
-        async with self.lock:
-            now = time.monotonic()
-            delay = self.next_slot - now
-            self.next_slot = max(now, self.next_slot) + self.interval
+        # Single-threaded event loop: reserving the slot needs no lock.
+        now = time.monotonic()
+        delay = self.next_slot - now
+        self.next_slot = max(now, self.next_slot) + self.interval
         if delay > 0:
             await asyncio.sleep(delay)
+
+
+@dataclass(eq=False)
+class _Batch:
+    """One send_many call: where its results go and how many are still owed."""
+
+    on_result: ResultCallback
+    remaining: int
+    done: asyncio.Future[None]
+
+
+@dataclass
+class _Job:
+    envelope: Envelope
+    batch: _Batch
+    attempt: int = 0
+    errors: list[str] = field(default_factory=list)
 
 
 class SmtpTransport:
     """A pool of reused SMTP connections with bounded concurrency, retries and an optional rate limit.
 
-    Temporary failures (4xx, dropped connection, timeout) are retried here with exponential backoff
-    and jitter up to `retries` times; what still fails is reported as temporary so the caller can
-    try again in a later run. A permanent refusal (5xx) is reported at once.
+    One recipient per message. Temporary failures (4xx, dropped connection, timeout) are retried
+    on another or a fresh connection with exponential backoff and jitter, up to `retries` times;
+    what still fails is reported as temporary so the caller can try again in a later run. A
+    permanent refusal (5xx) is reported at once. A refused recipient resets only its own
+    transaction (aiosmtplib sends RSET), so the connection goes on serving the others. Login, TLS
+    or sender refusals raise RelayError: they are nobody's bounce.
     """
 
     def __init__(
@@ -129,9 +194,99 @@ class SmtpTransport:
         self.retries = retries
         self.backoff = backoff
         self.tls_context = tls_context
+        self._queue: asyncio.Queue[_Job | None] | None = None
+        self._stopping = False
+        self._workers: list[asyncio.Task[None]] = []
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._batches: set[_Batch] = set()
+        self._limiter = _RateLimiter(settings.rate_limit)
+        self._fatal: RelayError | None = None
+        self.connections_opened = 0
+        """How many SMTP connections this transport has opened (reuse shows here)."""
+
+    @property
+    def backlog(self) -> int:
+        """Envelopes queued and not yet picked up by a connection."""
+        return self._queue.qsize() if self._queue is not None else 0
+
+    async def __aenter__(self) -> Self:
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            self._fatal = None
+            self._workers = [
+                asyncio.create_task(self._worker(self._queue))
+                for _ in range(self.settings.connections)
+            ]
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        # Stop gracefully: a connection finishes (and reports) the message it is sending, so when
+        # this returns no message is in flight; queued and backed-off ones are simply not tried.
+        self._stopping = True
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        queue = self._queue
+        if queue is not None:
+            for _ in self._workers:
+                queue.put_nowait(None)
+        if self._workers:
+            _done, late = await asyncio.wait(self._workers, timeout=self.settings.timeout * 2 + 5)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers = []
+        self._queue = None
+        self._stopping = False
+
+    async def send_many(self, envelopes: Sequence[Envelope], on_result: ResultCallback) -> None:
+        """Send every envelope over the pool (opened just for this call when not entered)."""
+        if not envelopes:
+            return
+        if self._queue is None:
+            async with self:
+                await self.send_many(envelopes, on_result)
+            return
+        if self._fatal is not None:
+            raise self._fatal
+        batch = _Batch(on_result, len(envelopes), asyncio.get_running_loop().create_future())
+        self._batches.add(batch)
+        for envelope in envelopes:
+            self._queue.put_nowait(_Job(envelope, batch))
+        try:
+            await batch.done
+        finally:
+            self._batches.discard(batch)
+
+    async def _worker(self, queue: asyncio.Queue[_Job | None]) -> None:
+        client: aiosmtplib.SMTP | None = None
+        try:
+            while True:
+                job = await queue.get()
+                if job is None or self._stopping or self._fatal is not None:
+                    return
+                await self._limiter.wait()
+                if client is None or not client.is_connected:
+                    client = self._client()
+                    failure = await self._connect(client, job.envelope)
+                    if failure is not None:
+                        client = None
+                        await self._settle(job, failure)
+                        continue
+                result, usable = await self._send_one(client, job.envelope)
+                if not usable:
+                    _close(client)
+                    client = None
+                await self._settle(job, result)
+        except RelayError as exc:
+            self._fail_all(exc)
+        finally:
+            if client is not None:
+                await _quit(client)
 
     def _client(self) -> aiosmtplib.SMTP:
         s = self.settings
+        self.connections_opened += 1
         return aiosmtplib.SMTP(
             hostname=s.host,
             port=s.port,
@@ -143,132 +298,122 @@ class SmtpTransport:
             tls_context=self.tls_context,
         )
 
-    async def send_many(self, envelopes: Sequence[Envelope], on_result: ResultCallback) -> None:
-        """Send every envelope over up to `connections` reused connections."""
-        if not envelopes:
-            return
-        queue: asyncio.Queue[tuple[Envelope, int]] = asyncio.Queue()
-        for envelope in envelopes:
-            queue.put_nowait((envelope, 0))
-        limiter = _RateLimiter(self.settings.rate_limit)
-        pending = {"count": len(envelopes)}
-        workers = min(self.settings.connections, len(envelopes))
-        done = asyncio.Event()
-        tasks = [
-            asyncio.create_task(self._worker(queue, limiter, on_result, pending, done))
-            for _ in range(workers)
-        ]
-        await done.wait()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _worker(
-        self,
-        queue: asyncio.Queue[tuple[Envelope, int]],
-        limiter: _RateLimiter,
-        on_result: ResultCallback,
-        pending: dict[str, int],
-        done: asyncio.Event,
-    ) -> None:
-        client: aiosmtplib.SMTP | None = None
-        try:
-            while True:
-                envelope, attempt = await queue.get()
-                await limiter.wait()
-                if client is None or not client.is_connected:
-                    client = self._client()
-                    result = await self._connect(client, envelope)
-                    if result is not None:
-                        client = None
-                        await self._settle(
-                            queue, envelope, attempt, result, on_result, pending, done
-                        )
-                        continue
-                result, keep = await self._send_one(client, envelope)
-                if not keep:
-                    await _close(client)
-                    client = None
-                await self._settle(queue, envelope, attempt, result, on_result, pending, done)
-        finally:
-            if client is not None:
-                await _quit(client)
-
     async def _connect(self, client: aiosmtplib.SMTP, envelope: Envelope) -> SendResult | None:
+        """Open, greet, STARTTLS and log in; a temporary failure comes back as a result."""
+        s = self.settings
         try:
             await client.connect()
         except aiosmtplib.SMTPAuthenticationError as exc:
-            return SendResult(
-                envelope.key, False, True, exc.code, f"SMTP login refused: {exc.message}"
-            )
+            raise RelayError(
+                f"the SMTP server {s.host}:{s.port} refused the login for {s.username!r}: "
+                f"{exc.code} {exc.message} (check [smtp] username and password)"
+            ) from None
+        except ssl.SSLError as exc:
+            raise RelayError(
+                f"TLS with the SMTP server {s.host}:{s.port} failed: {exc} "
+                "(check [smtp] security and port: 465 is usually tls, 587 starttls)"
+            ) from None
         except aiosmtplib.SMTPResponseException as exc:
-            return _response_failure(envelope, exc.code, exc.message)
+            if 500 <= exc.code < 600:
+                raise RelayError(
+                    f"the SMTP server {s.host}:{s.port} refused the session: "
+                    f"{exc.code} {exc.message}"
+                ) from None
+            return _failure(envelope, exc.code, exc.message)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            return SendResult(
-                envelope.key, False, False, None, f"cannot reach the SMTP server: {exc}"
-            )
+            return SendResult(envelope.key, False, error=f"cannot reach {s.host}:{s.port}: {exc}")
         return None
 
     async def _send_one(
         self, client: aiosmtplib.SMTP, envelope: Envelope
     ) -> tuple[SendResult, bool]:
-        """Send on an open connection; returns the result and whether the connection is still usable."""
+        """One mail transaction; returns the result and whether the connection is still usable."""
         try:
             refused, _reply = await client.sendmail(
                 envelope.sender, [envelope.recipient], envelope.data
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
+            # aiosmtplib already sent RSET: the connection serves the next recipient.
             first = exc.recipients[0]
-            await _reset(client)
-            return _response_failure(envelope, first.code, first.message), client.is_connected
+            return _failure(envelope, first.code, first.message, rcpt=True), client.is_connected
         except aiosmtplib.SMTPServerDisconnected as exc:
-            return SendResult(envelope.key, False, False, None, f"connection dropped: {exc}"), False
+            return SendResult(envelope.key, False, error=f"connection dropped: {exc}"), False
+        except aiosmtplib.SMTPSenderRefused as exc:
+            if 500 <= exc.code < 600:
+                raise RelayError(
+                    f"the SMTP server refused the sender {exc.sender!r}: {exc.code} "
+                    f"{exc.message} (check [email] from)"
+                ) from None
+            return _failure(envelope, exc.code, exc.message), exc.code != 421
         except aiosmtplib.SMTPResponseException as exc:
-            if exc.code == 421:
-                return _response_failure(envelope, exc.code, exc.message), False
-            await _reset(client)
-            return _response_failure(envelope, exc.code, exc.message), client.is_connected
+            # 421 means the server is closing this connection; anything else was RSET already.
+            return _failure(envelope, exc.code, exc.message), exc.code != 421
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            return SendResult(envelope.key, False, False, None, f"send failed: {exc}"), False
+            return SendResult(envelope.key, False, error=f"send failed: {exc!r}"), False
         if envelope.recipient in refused:
-            # aiosmtplib returns (not raises) a refused recipient when others were accepted.
+            # aiosmtplib returns (not raises) refused recipients when another one was accepted.
             response = refused[envelope.recipient]
-            return _response_failure(envelope, response.code, response.message), True
+            return _failure(envelope, response.code, response.message, rcpt=True), True
         return SendResult(envelope.key, True), True
 
-    async def _settle(
-        self,
-        queue: asyncio.Queue[tuple[Envelope, int]],
-        envelope: Envelope,
-        attempt: int,
-        result: SendResult,
-        on_result: ResultCallback,
-        pending: dict[str, int],
-        done: asyncio.Event,
-    ) -> None:
-        if not result.ok and not result.permanent and attempt < self.retries:
-            delay = self.backoff * (2**attempt) * (0.5 + random.random())
-            asyncio.get_running_loop().call_later(delay, queue.put_nowait, (envelope, attempt + 1))
+    async def _settle(self, job: _Job, result: SendResult) -> None:
+        if not result.ok and not result.permanent and job.attempt < self.retries:
+            job.attempt += 1
+            delay = self.backoff * (2 ** (job.attempt - 1)) * (0.5 + random.random())
+            loop = asyncio.get_running_loop()
+            queue = self._queue
+            assert queue is not None
+
+            def requeue() -> None:
+                self._timers.discard(handle)
+                queue.put_nowait(job)
+
+            handle = loop.call_later(delay, requeue)
+            self._timers.add(handle)
             return
-        await _report(on_result, result)
-        pending["count"] -= 1
-        if pending["count"] == 0:
-            done.set()
+        if job.attempt:
+            result = SendResult(
+                result.key,
+                result.ok,
+                result.permanent,
+                result.code,
+                result.error,
+                result.recipient_refused,
+                job.attempt + 1,
+            )
+        batch = job.batch
+        try:
+            await _report(batch.on_result, result)
+        except Exception as exc:  # the caller's recorder failed: stop this batch, loudly
+            if not batch.done.done():
+                batch.done.set_exception(exc)
+            return
+        batch.remaining -= 1
+        if batch.remaining == 0 and not batch.done.done():
+            batch.done.set_result(None)
+
+    def _fail_all(self, exc: RelayError) -> None:
+        self._fatal = exc
+        for batch in self._batches:
+            if not batch.done.done():
+                batch.done.set_exception(exc)
 
 
-def _response_failure(envelope: Envelope, code: int | None, message: str) -> SendResult:
+def _failure(
+    envelope: Envelope, code: int | None, message: str, *, rcpt: bool = False
+) -> SendResult:
     permanent = code is not None and 500 <= code < 600
-    return SendResult(envelope.key, False, permanent, code, f"{code} {message}".strip())
+    return SendResult(
+        envelope.key,
+        False,
+        permanent,
+        code,
+        f"{code} {message}".strip(),
+        recipient_refused=rcpt and permanent,
+    )
 
 
-async def _reset(client: aiosmtplib.SMTP) -> None:
-    try:
-        await client.rset()
-    except (aiosmtplib.SMTPException, OSError, TimeoutError):
-        await _close(client)
-
-
-async def _close(client: aiosmtplib.SMTP) -> None:
+def _close(client: aiosmtplib.SMTP) -> None:
     with contextlib.suppress(Exception):
         client.close()
 
@@ -276,6 +421,6 @@ async def _close(client: aiosmtplib.SMTP) -> None:
 async def _quit(client: aiosmtplib.SMTP) -> None:
     try:
         if client.is_connected:
-            await client.quit()
-    except (aiosmtplib.SMTPException, OSError, TimeoutError):
-        await _close(client)
+            await asyncio.wait_for(client.quit(), timeout=5)
+    except (aiosmtplib.SMTPException, OSError, TimeoutError, asyncio.CancelledError):
+        _close(client)

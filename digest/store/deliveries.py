@@ -2,7 +2,8 @@
 
 One row per (subscriber, digest date, channel), unique in the database, so planning twice creates
 nothing. Workers claim pending rows with a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite
-serialises writers), and a row marked sent is never claimed again.
+serialises writers), and a row marked sent is never claimed again: only `pending` rows are claimed,
+and nothing moves a `sent` row back. A row whose lease ran out (its worker died) is pending again.
 """
 
 from __future__ import annotations
@@ -12,14 +13,20 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Engine, and_, delete, func, or_, select, update
+from sqlalchemy import Boolean, Engine, and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from digest.models import DeliveryStatus, Match
+from digest.models import DeliveryStatus, Match, SubscriberStatus
 from digest.store.engine import transaction
-from digest.store.schema import DeliveryItemRow, DeliveryRow, PaperRow, SubscriberRow
+from digest.store.schema import (
+    DeliveryItemRow,
+    DeliveryRow,
+    PaperRow,
+    SubscriberRow,
+    UTCDateTime,
+)
 
 CHUNK = 500
 
@@ -87,18 +94,62 @@ def plan_deliveries(
     return created
 
 
-def release_expired(engine: Engine, *, now: datetime) -> int:
-    """Rows whose worker died (lease ran out) go back to pending; returns how many."""
+def release_expired(engine: Engine, *, now: datetime, max_attempts: int | None = None) -> int:
+    """Rows whose worker died (lease ran out) go back to pending; returns how many.
+
+    With `max_attempts`, a row that has already used them all (it killed its worker every time)
+    becomes failed instead, so one poisonous digest cannot stall the queue forever.
+    """
+    expired = and_(
+        DeliveryRow.status == DeliveryStatus.SENDING.value, DeliveryRow.lease_until < now
+    )
+    status = DeliveryStatus.PENDING.value
+    if max_attempts is not None:
+        status = case(  # type: ignore[assignment]
+            (DeliveryRow.attempts >= max_attempts, DeliveryStatus.FAILED.value),
+            else_=DeliveryStatus.PENDING.value,
+        )
     with transaction(engine) as session:
         result = session.execute(
             update(DeliveryRow)
-            .where(
-                DeliveryRow.status == DeliveryStatus.SENDING.value,
-                DeliveryRow.lease_until < now,
+            .where(expired)
+            .values(
+                status=status,
+                lease_owner=None,
+                lease_until=None,
+                last_error="the worker sending it stopped before recording a result",
             )
-            .values(status=DeliveryStatus.PENDING.value, lease_owner=None, lease_until=None)
+            .execution_options(synchronize_session=False)
         )
         return result.rowcount or 0
+
+
+def release_claims(engine: Engine, ids: Sequence[int], *, owner: str) -> int:
+    """Give back rows this worker claimed but did not try (not counted as an attempt)."""
+    if not ids:
+        return 0
+    released = 0
+    with transaction(engine) as session:
+        for start in range(0, len(ids), CHUNK):
+            result = session.execute(
+                update(DeliveryRow)
+                .where(
+                    DeliveryRow.id.in_(list(ids[start : start + CHUNK])),
+                    DeliveryRow.status == DeliveryStatus.SENDING.value,
+                    DeliveryRow.lease_owner == owner,
+                )
+                .values(
+                    status=DeliveryStatus.PENDING.value,
+                    lease_owner=None,
+                    lease_until=None,
+                    attempts=func.max(DeliveryRow.attempts - 1, 0)
+                    if engine.dialect.name == "sqlite"
+                    else func.greatest(DeliveryRow.attempts - 1, 0),
+                )
+                .execution_options(synchronize_session=False)
+            )
+            released += result.rowcount or 0
+    return released
 
 
 def claim_deliveries(
@@ -152,13 +203,19 @@ def claim_deliveries(
 
 
 def extend_lease(engine: Engine, ids: Sequence[int], *, owner: str, until: datetime) -> None:
-    """Keep holding rows that take long to send."""
+    """Keep holding rows that take long to send (only those still ours and still sending)."""
     with transaction(engine) as session:
-        session.execute(
-            update(DeliveryRow)
-            .where(DeliveryRow.id.in_(list(ids)), DeliveryRow.lease_owner == owner)
-            .values(lease_until=until)
-        )
+        for start in range(0, len(ids), CHUNK):
+            session.execute(
+                update(DeliveryRow)
+                .where(
+                    DeliveryRow.id.in_(list(ids[start : start + CHUNK])),
+                    DeliveryRow.lease_owner == owner,
+                    DeliveryRow.status == DeliveryStatus.SENDING.value,
+                )
+                .values(lease_until=until)
+                .execution_options(synchronize_session=False)
+            )
 
 
 def mark_sent(
@@ -190,6 +247,110 @@ def mark_many_sent(
                 for delivery_id, message_id in sent
             ],
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A delivery the relay did not take: temporary (retry at `retry_at`) or permanent."""
+
+    id: int
+    subscriber_id: int
+    error: str
+    retry_at: datetime | None
+    """None for a permanent failure."""
+    bounce: bool = False
+    """The relay refused the address itself: counts towards marking the subscriber bounced."""
+
+
+_table = DeliveryRow.__table__
+_subscribers = SubscriberRow.__table__
+
+
+def record_results(
+    engine: Engine,
+    sent: Sequence[tuple[int, str | None]],
+    failed: Sequence[Failure] = (),
+    *,
+    owner: str | None,
+    now: datetime,
+    max_attempts: int,
+    bounce_after: int,
+) -> None:
+    """Record a group of send results in one transaction (sent rows, failures, bounce counts).
+
+    A row already sent stays as it is; a failure only touches a row this worker still holds, so a
+    row another worker took over after our lease ran out is left to it.
+    """
+    if not sent and not failed:
+        return
+    with engine.begin() as connection:
+        if sent:
+            connection.execute(
+                update(_table)
+                .where(
+                    _table.c.id == bindparam("row_id"),
+                    _table.c.status != DeliveryStatus.SENT.value,
+                )
+                .values(
+                    status=DeliveryStatus.SENT.value,
+                    message_id=bindparam("mid"),
+                    sent_at=now,
+                    lease_owner=None,
+                    lease_until=None,
+                    last_error=None,
+                ),
+                [{"row_id": row_id, "mid": message_id} for row_id, message_id in sent],
+            )
+        if failed:
+            retry = and_(bindparam("retry", type_=Boolean()), _table.c.attempts < max_attempts)
+            retry_at = bindparam("retry_at", type_=UTCDateTime())
+            ours = [_table.c.lease_owner == owner] if owner is not None else []
+            connection.execute(
+                update(_table)
+                .where(
+                    _table.c.id == bindparam("row_id"),
+                    _table.c.status == DeliveryStatus.SENDING.value,
+                    *ours,
+                )
+                .values(
+                    status=case(
+                        (retry, DeliveryStatus.PENDING.value), else_=DeliveryStatus.FAILED.value
+                    ),
+                    next_attempt_at=case((retry, retry_at), else_=None),
+                    last_error=bindparam("error"),
+                    lease_owner=None,
+                    lease_until=None,
+                ),
+                [
+                    {
+                        "row_id": f.id,
+                        "retry": f.retry_at is not None,
+                        "retry_at": f.retry_at,
+                        "error": f.error[:1000],
+                    }
+                    for f in failed
+                ],
+            )
+        bounces = [f.subscriber_id for f in failed if f.bounce]
+        if bounces:
+            connection.execute(
+                update(_subscribers)
+                .where(_subscribers.c.id == bindparam("sid"))
+                .values(
+                    bounce_count=_subscribers.c.bounce_count + 1,
+                    status=case(
+                        (
+                            and_(
+                                _subscribers.c.bounce_count + 1 >= bounce_after,
+                                _subscribers.c.status == SubscriberStatus.ACTIVE.value,
+                            ),
+                            SubscriberStatus.BOUNCED.value,
+                        ),
+                        else_=_subscribers.c.status,
+                    ),
+                ),
+                [{"sid": sid} for sid in bounces],
+            )
 
 
 def mark_empty(engine: Engine, delivery_id: int, *, now: datetime, reason: str) -> None:
@@ -307,8 +468,6 @@ def previous_cutoffs(
 
 def _aware(value: datetime) -> datetime:
     # func.max() bypasses the column type on SQLite, so the value may come back naive or as text.
-    from digest.store.schema import UTCDateTime
-
     result = UTCDateTime().process_result_value(value, None)  # type: ignore[arg-type]
     assert result is not None
     return result
