@@ -105,8 +105,11 @@ def state() -> State:
     return click.get_current_context().find_object(State)  # type: ignore[return-value]
 
 
-stdout = Console(highlight=False, soft_wrap=False)
-stderr = Console(stderr=True, highlight=False)
+stdout = Console(highlight=False)
+if not stdout.is_terminal:
+    # Under cron or in a pipe there is no terminal width; keep tables readable in the log.
+    stdout = Console(highlight=False, width=140)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def plain(*values: object) -> list[Text]:

@@ -75,7 +75,7 @@ def merge_papers(old: Paper, new: Paper) -> Paper:
     """The better of two records of one paper, field by field (never empty over filled)."""
     return Paper(
         key=old.key,
-        title=new.title or old.title,
+        title=_better_title(old, new),
         abstract=_longer(old.abstract, new.abstract),
         authors=new.authors if len(new.authors) > len(old.authors) else old.authors,
         url=_better_url(old.url, new.url),
@@ -143,6 +143,17 @@ def _merge_into(row: PaperRow, paper: Paper, now: datetime) -> bool:
     if changed:
         row.updated_at = now
     return changed
+
+
+def _better_title(old: Paper, new: Paper) -> str:
+    """Keep the stored title unless it is empty or the new one comes from arXiv itself.
+
+    Aggregators rewrite titles (LaTeX flattened, say); letting the last fetch win would flip a
+    paper's title with the order sources are fetched in.
+    """
+    if not old.title or (new.title and "arxiv.org/" in new.url and "arxiv.org/" not in old.url):
+        return new.title or old.title
+    return old.title
 
 
 def _longer(old: str, new: str) -> str:
