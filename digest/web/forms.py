@@ -8,6 +8,7 @@ from functools import cache
 from zoneinfo import available_timezones
 
 from digest import ranking
+from digest.config import validate_timezone
 from digest.store import InvalidSubscriber, Preferences, normalize_email
 
 FREQUENCIES = (("daily", "Every day"), ("weekly", "Once a week"))
@@ -76,6 +77,13 @@ def read_form(
         ranking.validate_profile(keywords)
     except ranking.ProfileError as exc:
         state.errors["keywords"] = str(exc)
+    if values["timezone"]:
+        try:
+            validate_timezone(values["timezone"])
+        except ValueError:
+            state.errors["timezone"] = "Choose a time zone from the list."
+    if values["frequency"] and values["frequency"] not in dict(FREQUENCIES):
+        state.errors["frequency"] = "Choose every day or once a week."
     send_hour = _number(values["send_hour"], defaults.send_hour, 0, 23, "send_hour", state)
     max_papers = _number(values["max_papers"], defaults.max_papers, 1, 100, "max_papers", state)
     channels = defaults.channels

@@ -132,7 +132,7 @@ async def confirm(request: Request) -> Response:
         data = read_token(site, Scope.CONFIRM, token)
     except BadLink as exc:
         return bad_link(request, site, str(exc))
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         return site.page(request, "confirm.html", {})
     refused = site.csrf.check(request, await read_post(request))
     if refused:
@@ -163,7 +163,7 @@ async def preferences(request: Request) -> Response:
         subscriber = await run_in_threadpool(find_subscriber, site, data.subscriber_id)
     except BadLink as exc:
         return bad_link(request, site, str(exc))
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         notice = {"saved": "Your preferences are saved.", "rotated": "Your feed has a new URL."}
         shown = [text for key, text in notice.items() if key in request.query_params]
         return await preferences_page(request, site, subscriber, notice=" ".join(shown))
@@ -231,7 +231,7 @@ async def unsubscribe(request: Request) -> Response:
         subscriber = await run_in_threadpool(find_subscriber, site, data.subscriber_id)
     except BadLink as exc:
         return bad_link(request, site, str(exc))
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         return site.page(request, "unsubscribe.html", {"subscriber": subscriber})
     form = await read_post(request)
     ctx = site.ctx

@@ -40,10 +40,10 @@ def redacted_path(path: str) -> str | None:
     """The path with its secret token replaced, or None when the path carries no secret."""
     match = _TOKEN_PATH.match(path)
     if match:
-        return f"/{match.group(1)}/[token]"
+        return f"/{match.group(1)}/redacted"
     match = _FEED_PATH.match(path)
     if match:
-        return f"/feeds/[token].{match.group(1)}"
+        return f"/feeds/redacted.{match.group(1)}"
     return None
 
 
