@@ -14,7 +14,7 @@ import pytest
 
 from digest import pipeline, store
 from digest.models import SubscriberStatus
-from tests.web_fixtures import LiveSite, links_in, screenshot
+from tests.web_fixtures import LiveSite, in_thread, links_in, screenshot
 
 pytest_plugins = ["tests.web_fixtures"]
 pytestmark = pytest.mark.browser
@@ -94,7 +94,7 @@ def test_a_reader_subscribes_tunes_and_leaves_without_javascript(live_site: Live
     assert saved.keywords == "reinforcement learning, LLM agents"
 
     # Today's run sends this reader a digest, and their private feed now lists those papers.
-    report = pipeline.run(live_site.ctx, fetch_first=False)
+    report = in_thread(pipeline.run, live_site.ctx, fetch_first=False)
     digests = [
         m for m in live_site.mails_to(READER) if "unsubscribe" in m.get("List-Unsubscribe", "")
     ]
@@ -128,7 +128,7 @@ def test_a_reader_subscribes_tunes_and_leaves_without_javascript(live_site: Live
     received = len(live_site.mails_to(READER))
     tomorrow = live_site.ctx.now() + timedelta(days=1)
     later = pipeline.build_context(live_site.ctx.settings, now=lambda: tomorrow)
-    pipeline.run(later, fetch_first=False)
+    in_thread(pipeline.run, later, fetch_first=False)
     assert len(live_site.mails_to(READER)) == received
     with live_site.client() as client:
         assert client.get(feed_url).status_code == 404

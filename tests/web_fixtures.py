@@ -12,10 +12,11 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -41,6 +42,7 @@ DATA = Path(__file__).parent / "data" / "web"
 WAIT_SECONDS = 20.0
 """How long to wait for a mail to arrive before failing (never a speed assertion)."""
 
+T = TypeVar("T")
 _URL = re.compile(r"https?://[^\s<>\"']+")
 
 
@@ -79,6 +81,12 @@ class LiveSite:
                 return found[count - 1]
             time.sleep(0.05)
         raise AssertionError(f"no mail #{count} to {address} within {WAIT_SECONDS}s")
+
+
+def in_thread(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run blocking code that starts its own event loop (a pipeline run) beside Playwright's loop."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(function, *args, **kwargs).result()
 
 
 def text_of(message: EmailMessage) -> str:
