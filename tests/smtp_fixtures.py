@@ -195,6 +195,7 @@ def implicit_tls_relay(certificate: Certificate) -> Iterator[Relay]:
         ssl_context=certificate.server_context(),
         authenticator=_authenticate,
         auth_required=True,
+        auth_require_tls=False,  # aiosmtpd does not see implicit TLS as TLS; it is TLS
     )
     controller.start()
     try:

@@ -191,6 +191,7 @@ def test_starttls_with_login(
     assert len(tls_relay.copies()) == 3
 
 
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 def test_implicit_tls_with_login(
     implicit_tls_relay: Relay, day_with_readers: Any, certificate: Certificate
 ) -> None:

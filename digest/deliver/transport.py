@@ -320,8 +320,19 @@ class SmtpTransport:
                     f"{exc.code} {exc.message}"
                 ) from None
             return _failure(envelope, exc.code, exc.message)
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+        except (
+            aiosmtplib.SMTPConnectError,
+            aiosmtplib.SMTPServerDisconnected,
+            aiosmtplib.SMTPTimeoutError,
+            OSError,
+            TimeoutError,
+        ) as exc:
             return SendResult(envelope.key, False, error=f"cannot reach {s.host}:{s.port}: {exc}")
+        except aiosmtplib.SMTPException as exc:
+            # No AUTH or no STARTTLS on offer: the configuration and the relay disagree.
+            raise RelayError(
+                f"the SMTP server {s.host}:{s.port} cannot do what [smtp] asks: {exc}"
+            ) from None
         return None
 
     async def _send_one(
