@@ -48,6 +48,15 @@ def create_app(settings: Settings) -> Starlette:
     return app
 
 
+def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Run the web app with uvicorn until interrupted (what `digest serve` calls)."""
+    import uvicorn
+
+    # uvicorn trusts X-Forwarded-For from 127.0.0.1 only (its default), so the per-IP limit sees
+    # the reader's address behind a local reverse proxy and cannot be spoofed from outside.
+    uvicorn.run(create_app(settings), host=host, port=port, server_header=False, lifespan="off")
+
+
 async def healthz(request: Request) -> Response:
     """For monitors: 200 when the database answers and its schema is current."""
     site = site_of(request)
