@@ -15,7 +15,6 @@ from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import jinja2
 from mjml import mjml2html
@@ -81,6 +80,12 @@ def clean_text(value: object, limit: int | None = None) -> str:
     return text
 
 
+@lru_cache(maxsize=65536)
+def clean_short(value: str, limit: int) -> str:
+    """`clean_text` for short strings that recur across subscribers (matched terms, author names)."""
+    return clean_text(value, limit)
+
+
 def _shorten(text: str, limit: int) -> str:
     """Cut at a word boundary near `limit` and add an ellipsis."""
     if len(text) <= limit:
@@ -92,16 +97,14 @@ def _shorten(text: str, limit: int) -> str:
     return cut.rstrip(" ,;:-") + "…"
 
 
+_URL_BAD = re.compile("[\\s\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+_URL_START = re.compile(r"(?i)https?://[^/?#@\s\\]")
+
+
 def safe_url(value: object) -> str:
     """The URL when it is an absolute http(s) link without whitespace, else an empty string."""
     url = "" if value is None else str(value).strip()
-    if not url or len(url) > 2000 or _CONTROL.search(url) or _BIDI.search(url) or " " in url:
-        return ""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return ""
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+    if not url or len(url) > 2000 or not _URL_START.match(url) or _URL_BAD.search(url):
         return ""
     return url
 
@@ -177,13 +180,37 @@ def _paper_view(paper: Paper) -> PaperView:
 
 def paper_view(match: Match) -> PaperView:
     """The template view of one recommended paper, with the profile terms that matched it."""
-    view = _paper_view(match.paper)
-    if not match.matched:
-        return view
-    terms = tuple(t for t in (clean_text(t, 60) for t in match.matched[:8]) if t)
+    return _paper_view(match.paper) if not match.matched else _with_terms(match.paper, match.matched)
+
+
+@lru_cache(maxsize=16384)
+def _with_terms(paper: Paper, matched: tuple[str, ...]) -> PaperView:
+    view = _paper_view(paper)
+    terms = tuple(t for t in (clean_short(t, 60) for t in matched[:8]) if t)
     return PaperView(
         view.title, view.url, view.pdf_url, view.byline, view.snippet, view.upvotes, terms
     )
+
+
+class Memo:
+    """`memo(macro, *args)` in a template: a macro's output cached by its arguments.
+
+    A paper's card is the same for every subscriber it matches, so it is rendered once per run.
+    Only for macros whose output depends on their arguments alone.
+    """
+
+    def __init__(self, limit: int = 20_000) -> None:
+        self.limit = limit
+        self.cache: dict[tuple[Any, ...], Any] = {}
+
+    def __call__(self, macro: Any, *args: Any) -> Any:
+        key = (macro.name, *args)
+        found = self.cache.get(key)
+        if found is None:
+            if len(self.cache) >= self.limit:
+                self.cache.clear()
+            found = self.cache[key] = macro(*args)
+        return found
 
 
 @lru_cache(maxsize=16384)
@@ -549,14 +576,16 @@ class EmailRenderer:
         if problems:
             raise TemplateError(str(path), "; ".join(problems))
         try:
-            return str(path), self._html_env.from_string(html)
+            return str(path), self._html_env.from_string(html, globals={"memo": Memo()})
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(str(path), f"after MJML compilation: {exc.message}") from None
 
     def _load_text(self, name: str) -> tuple[str, jinja2.Template]:
         path = self._find(f"{name}.txt")
         try:
-            return str(path), self._text_env.from_string(self._read(path))
+            return str(path), self._text_env.from_string(
+                self._read(path), globals={"memo": Memo()}
+            )
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(str(path), f"line {exc.lineno}: {exc.message}") from None
 
@@ -582,8 +611,11 @@ class EmailRenderer:
         except Exception as exc:
             raise TemplateError(text_path, f"cannot render: {exc}") from exc
         # Non-ASCII as character references keeps the HTML part 7-bit; <style> is checked ASCII.
-        html = html.encode("ascii", "xmlcharrefreplace").decode("ascii")
-        text = _NEWLINES.sub("\n\n\n", text).strip("\n") + "\n"
+        if not html.isascii():
+            html = html.encode("ascii", "xmlcharrefreplace").decode("ascii")
+        if "\n\n\n\n" in text:
+            text = _NEWLINES.sub("\n\n\n", text)
+        text = text.strip("\n") + "\n"
         return html, text
 
     def digest(self, digest: Digest) -> RenderedEmail:

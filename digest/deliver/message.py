@@ -11,7 +11,6 @@ from __future__ import annotations
 import binascii
 import re
 import secrets
-from base64 import b64encode
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, parseaddr
@@ -43,6 +42,8 @@ _UNSAFE = re.compile(
     "[\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]"
 )
 _SPACE = re.compile(r"\s+")
+_QP_ESCAPE = re.compile(rb"[=\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\xff]")
+_QP_HEX = [b"=%02X" % i for i in range(256)]
 _URL_UNSAFE = re.compile(r"[\s<>\"\x00-\x1f\x7f-\x9f,]")
 _SPECIALS = re.compile(r"[()<>\[\]:;@\\,.\"]")
 _ADDRESS = re.compile(r"^[^\s@<>()\[\]\\,;:\"]+@[A-Za-z0-9.-]+$")
@@ -75,23 +76,20 @@ def header_text(value: object) -> str:
 
 
 def encode_words(text: str, used: int = 0) -> str:
-    """RFC 2047 base64 encoded-words for non-ASCII text, folded so every line fits 78 octets."""
-    words: list[str] = []
-    chunk: list[str] = []
-    size = 0
+    """RFC 2047 base64 encoded-words for non-ASCII text, folded so lines stay within 76 octets."""
+    raw = text.encode("utf-8")
     # An encoded-word line may hold 76 octets: "=?utf-8?b?" + base64 + "?=" after the header name.
-    budget = max(3, (76 - used - 12) // 4 * 3)
-    for char in text:
-        width = len(char.encode("utf-8"))
-        if chunk and size + width > budget:
-            words.append("".join(chunk))
-            chunk, size, budget = [], 0, 45
-        chunk.append(char)
-        size += width
-    if chunk:
-        words.append("".join(chunk))
-    encoded = ("=?utf-8?b?" + b64encode(w.encode("utf-8")).decode("ascii") + "?=" for w in words)
-    return "\r\n ".join(encoded)
+    budget = max(12, (76 - used - 12) // 4 * 3)
+    words: list[str] = []
+    start = 0
+    while start < len(raw):
+        end = min(start + budget, len(raw))
+        while end < len(raw) and raw[end] & 0xC0 == 0x80:  # never split a UTF-8 sequence
+            end -= 1
+        chunk = binascii.b2a_base64(raw[start:end], newline=False).decode("ascii")
+        words.append(f"=?utf-8?b?{chunk}?=")
+        start, budget = end, 45
+    return "\r\n ".join(words)
 
 
 def fold_ascii(text: str, used: int) -> str:
@@ -174,25 +172,36 @@ def url_token(url: str | None, scheme: tuple[str, ...], what: str) -> str:
 # --- bodies --------------------------------------------------------------------------------------
 
 
-def _crlf(text: str) -> str:
-    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
+def quoted_printable(lines: list[bytes]) -> bytes:
+    """RFC 2045 quoted-printable, CRLF-joined; lines past 76 octets or ending in blanks get soft breaks."""
+    encoded = _QP_ESCAPE.sub(_qp_byte, b"\r\n".join(lines)).split(b"\r\n")
+    for index, line in enumerate(encoded):
+        if len(line) > 76 or line.endswith((b" ", b"\t")):
+            soft = binascii.b2a_qp(lines[index], quotetabs=False, istext=True, header=False)
+            encoded[index] = soft.replace(b"=\n", b"=\r\n")
+    return b"\r\n".join(encoded)
+
+
+def _qp_byte(found: re.Match[bytes]) -> bytes:
+    return _QP_HEX[found.group()[0]]
 
 
 def body_part(text: str, subtype: str) -> bytes:
-    """One MIME part: 7bit when ASCII with short lines, else quoted-printable UTF-8."""
-    content = _crlf(text)
-    if content.isascii():
-        raw = content.encode("ascii")
-        if max(map(len, raw.split(b"\r\n"))) <= MAX_LINE:
-            return (
-                f"Content-Type: text/{subtype}; charset=utf-8\r\n"
-                "Content-Transfer-Encoding: 7bit\r\n\r\n"
-            ).encode("ascii") + raw
-    encoded = binascii.b2a_qp(content.encode("utf-8"), quotetabs=False, istext=True, header=False)
+    """One MIME part with CRLF lines: 7bit when ASCII with short lines, else quoted-printable UTF-8."""
+    raw = text.encode("utf-8")
+    lines = raw.splitlines()  # bytes split on CR, LF and CRLF only
+    if text.isascii() and max(map(len, lines), default=0) <= MAX_LINE:
+        content = b"\r\n".join(lines)
+        encoding = "7bit"
+    else:
+        content = quoted_printable(lines)
+        encoding = "quoted-printable"
+    if raw.endswith((b"\n", b"\r")):
+        content += b"\r\n"
     return (
         f"Content-Type: text/{subtype}; charset=utf-8\r\n"
-        "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
-    ).encode("ascii") + encoded
+        f"Content-Transfer-Encoding: {encoding}\r\n\r\n"
+    ).encode("ascii") + content
 
 
 # --- the message ---------------------------------------------------------------------------------
