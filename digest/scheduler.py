@@ -20,6 +20,7 @@ log = logging.getLogger("digest.scheduler")
 
 def fetch_job(ctx: pipeline.Context) -> None:
     """Fetch every source; failures are logged per source and the job goes on."""
+    pipeline.housekeeping(ctx)
     for report in pipeline.fetch(ctx):
         if report.status == "failed":
             log.warning("source %s failed: %s", report.name, report.error)

@@ -23,6 +23,9 @@ from aiosmtpd.controller import Controller
 
 from digest.config import SAMPLE_FEED, Settings, parse_settings
 
+for _plugin in ("tests.email_fixtures", "tests.web_fixtures", "tests.sources_fixtures"):
+    pytest.register_assert_rewrite(_plugin)
+
 DATA = Path(__file__).parent / "data"
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 

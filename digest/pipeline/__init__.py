@@ -18,6 +18,7 @@ from digest.pipeline.sending import (
     send_pending,
     worker_id,
 )
+from digest.pipeline.upkeep import housekeeping
 
 __all__ = [
     "Context",
@@ -32,6 +33,7 @@ __all__ = [
     "compose",
     "fetch",
     "first_window",
+    "housekeeping",
     "is_due",
     "local_date",
     "plan",

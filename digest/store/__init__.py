@@ -38,6 +38,7 @@ from digest.store.papers import (
     save_acronyms,
     upsert_papers,
 )
+from digest.store.ratelimit import hit_rate_limit, prune_rate_events
 from digest.store.sources import (
     SourceRecord,
     UnknownSource,
@@ -93,6 +94,7 @@ __all__ = [
     "get_or_create_secret",
     "get_source",
     "get_subscriber",
+    "hit_rate_limit",
     "iter_active",
     "last_digest_dates",
     "list_papers",
@@ -112,6 +114,7 @@ __all__ = [
     "papers_seen_between",
     "plan_deliveries",
     "previous_cutoffs",
+    "prune_rate_events",
     "record_bounce",
     "record_fetch",
     "release_expired",

@@ -176,7 +176,7 @@ def token_version(engine: Engine, subscriber_id: int) -> int:
 
 
 def subscriber_by_feed_token(engine: Engine, token: str) -> Subscriber | None:
-    """The subscriber whose private feed this token opens, if any (and not unsubscribed)."""
+    """The subscriber whose private feed this token opens, if any (the caller checks their status)."""
     with Session(engine) as session:
         row = session.scalar(select(SubscriberRow).where(SubscriberRow.feed_token == token))
     if row is None or not secrets.compare_digest(row.feed_token, token):
