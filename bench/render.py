@@ -24,10 +24,10 @@ import feedparser
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from digest import render  # noqa: E402
-from digest.config import SAMPLE_FEED, EmailSettings, SiteSettings  # noqa: E402
-from digest.deliver.message import DkimSigner, build_message  # noqa: E402
-from digest.models import Digest, DigestLinks, Match, Paper, Subscriber  # noqa: E402
+from digest import render
+from digest.config import SAMPLE_FEED, EmailSettings, SiteSettings
+from digest.deliver.message import DkimSigner, build_message
+from digest.models import Digest, DigestLinks, Match, Paper, Subscriber
 
 NAMES = ["Ada Lovelace", "Alan Turing", "Grace Hopper", "Kurt Gödel", "Barbara Liskov", "Zhang Wei"]
 TERMS = ["federated learning", "distillation", "diffusion", "LLM agents", "reasoning", "video"]

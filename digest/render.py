@@ -180,7 +180,9 @@ def _paper_view(paper: Paper) -> PaperView:
 
 def paper_view(match: Match) -> PaperView:
     """The template view of one recommended paper, with the profile terms that matched it."""
-    return _paper_view(match.paper) if not match.matched else _with_terms(match.paper, match.matched)
+    return (
+        _paper_view(match.paper) if not match.matched else _with_terms(match.paper, match.matched)
+    )
 
 
 @lru_cache(maxsize=16384)
@@ -408,6 +410,16 @@ _COLOR_SCHEME = (
     '<meta name="supported-color-schemes" content="light dark">\n'
 )
 
+_PREVIEW_STYLE = (
+    '<div style="display:none;font-size:1px;color:#ffffff;line-height:1px;max-height:0px;'
+    'max-width:0px;opacity:0;overflow:hidden;">'
+)
+
+_PREVIEW_HIDDEN = (
+    '<div style="display:none;max-height:0px;max-width:0px;opacity:0;overflow:hidden;'
+    'mso-hide:all;">'
+)
+
 _COMPILED: dict[str, str] = {}
 
 
@@ -467,6 +479,9 @@ def compile_mjml(source: str) -> str:
         return cached
     html = mjml2html(source, disable_comments=True, fonts={})
     html = html.replace("<head>", "<head>\n" + _COLOR_SCHEME, 1)
+    # MJML hides the preview text with a 1px white font; spam filters score that as invisible
+    # text. display:none with zero height hides it just as well.
+    html = html.replace(_PREVIEW_STYLE, _PREVIEW_HIDDEN, 1)
     # Whitespace between block and table tags renders as nothing; it keeps lines short for SMTP.
     html = _LINE_BREAK.sub(">\n", html)
     _COMPILED[digest] = html
@@ -583,9 +598,7 @@ class EmailRenderer:
     def _load_text(self, name: str) -> tuple[str, jinja2.Template]:
         path = self._find(f"{name}.txt")
         try:
-            return str(path), self._text_env.from_string(
-                self._read(path), globals={"memo": Memo()}
-            )
+            return str(path), self._text_env.from_string(self._read(path), globals={"memo": Memo()})
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(str(path), f"line {exc.lineno}: {exc.message}") from None
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import email
 import email.policy
 import re
+import shutil
+import subprocess
 from dataclasses import replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -249,3 +251,38 @@ def test_confirmation_mail_is_a_proper_message_too(renderer, email_settings, sit
     assert parsed["Subject"] == "Confirm your subscription to Paper Digest"
     assert parsed["List-Unsubscribe"] is None
     assert "https://digest.example.org/confirm/t0k" in parsed.get_body(("plain",)).get_content()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Plain ASCII digest.\n",
+        "E = mc² · Gödel  \n-- \nsignature line keeps its trailing space\n",
+        "A URL longer than a QP line: https://example.org/" + "segment/" * 40 + "\n",
+        "é" * 300,
+        "tab at end\t\n\x0c form feed é\n",
+    ],
+)
+def test_any_text_body_arrives_unchanged(smtp_inbox, email_settings, site, text):
+    rendered = RenderedEmail("Body check", "<p>x</p>", text)
+    received = send(
+        smtp_inbox,
+        "bounces@digest.example.org",
+        "ada@example.org",
+        build_message(rendered, to="ada@example.org", email=email_settings, site=site).data,
+    )
+    assert_wire_safe(received)
+    parsed = email.message_from_bytes(received, policy=email.policy.default)
+    assert parsed.get_body(("plain",)).get_content().replace("\r\n", "\n") == text
+
+
+@pytest.mark.skipif(not shutil.which("spamassassin"), reason="Debian's spamassassin not installed")
+def test_spamassassin_scores_a_typical_digest_well_under_two(
+    renderer, papers, email_settings, site
+):
+    data = build(renderer.digest(make_digest(papers)), email_settings, site).data
+    report = subprocess.run(
+        ["spamassassin", "-L", "-t"], input=data, capture_output=True, check=True, timeout=120
+    ).stdout.decode()
+    score = float(re.search(r"Content analysis details:\s+\((-?[\d.]+) points", report).group(1))
+    assert score < 2.0, report
