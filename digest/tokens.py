@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
+import itsdangerous
 
 
 class Scope(StrEnum):
@@ -38,33 +38,45 @@ class TokenData:
 
 
 class Signer:
-    """Makes and checks tokens with the site's secret key."""
+    """Makes and checks tokens with the site's secret key.
+
+    A token is the subscriber id (and, for confirmation, the token version) followed by an
+    HMAC-SHA256 signature, plus a timestamp where the token expires: short enough to keep a
+    List-Unsubscribe header on one line, cheap enough to make a million a run.
+    """
 
     def __init__(self, secret_key: str) -> None:
         if len(secret_key) < 16:
             raise ValueError("the secret key must be at least 16 characters long")
-        self._serializers = {
-            scope: URLSafeTimedSerializer(secret_key, salt=f"paper-digest.{scope.value}")
+        common = {"key_derivation": "hmac", "digest_method": "sha256"}
+        self._signers: dict[Scope, itsdangerous.Signer] = {
+            scope: (
+                itsdangerous.TimestampSigner if scope is Scope.CONFIRM else itsdangerous.Signer
+            )(secret_key, salt=f"paper-digest.{scope.value}", **common)
             for scope in Scope
         }
 
     def make(self, scope: Scope, subscriber_id: int, version: int = 0) -> str:
-        """A URL-safe token (short enough for a List-Unsubscribe header on one line)."""
-        payload = [subscriber_id, version] if scope is Scope.CONFIRM else subscriber_id
-        return str(self._serializers[scope].dumps(payload))
+        """A URL-safe token for one subscriber and purpose."""
+        payload = f"{subscriber_id}-{version}" if scope is Scope.CONFIRM else str(subscriber_id)
+        return self._signers[scope].sign(payload).decode("ascii")
 
     def read(self, scope: Scope, token: str, *, max_age: int | None = None) -> TokenData:
         """Verify a token for a scope (constant-time signature check) or raise TokenError."""
+        signer = self._signers[scope]
         try:
-            payload = self._serializers[scope].loads(token, max_age=max_age)
-        except SignatureExpired:
+            if isinstance(signer, itsdangerous.TimestampSigner):
+                payload = signer.unsign(token, max_age=max_age).decode("ascii")
+            else:
+                payload = signer.unsign(token).decode("ascii")
+        except itsdangerous.SignatureExpired:
             raise TokenExpired("this link has expired") from None
-        except BadData:
+        except (itsdangerous.BadData, UnicodeDecodeError):
             raise TokenError("this link is not valid") from None
-        if scope is Scope.CONFIRM:
-            if not (isinstance(payload, list) and len(payload) == 2):
-                raise TokenError("this link is not valid")
-            return TokenData(int(payload[0]), int(payload[1]))
-        if not isinstance(payload, int):
-            raise TokenError("this link is not valid")
-        return TokenData(payload)
+        try:
+            if scope is Scope.CONFIRM:
+                subscriber, _, version = payload.partition("-")
+                return TokenData(int(subscriber), int(version))
+            return TokenData(int(payload))
+        except ValueError:
+            raise TokenError("this link is not valid") from None
