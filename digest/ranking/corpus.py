@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from digest.models import Paper
-from digest.ranking.text import BUILTIN_ACRONYMS, learn_acronyms, stem_words, words
+from digest.ranking.text import BUILTIN_ACRONYMS, learn_acronyms, stem_words, stems, words
 
 Form = tuple[str, ...]
 """A stem sequence: one word ("llm",) or a phrase ("larg", "languag", "model")."""
@@ -90,5 +90,5 @@ def merged_acronyms(papers: Iterable[Paper], stored: Mapping[str, str] | None) -
 def build_corpus(papers: Iterable[Paper], *, acronyms: Mapping[str, str] | None = None) -> Corpus:
     """Statistics of the stored recent papers; `acronyms` are pairs stored earlier (acronym -> expansion)."""
     papers = list(papers)
-    docs = [(stem_words(words(p.title)), stem_words(words(p.abstract))) for p in papers]
+    docs = [(stems(p.title), stems(p.abstract)) for p in papers]
     return corpus_from_stems(docs, merged_acronyms(papers, acronyms))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,8 +19,14 @@ from digest.config import RankingSettings
 from digest.models import Match, Paper
 from digest.ranking.corpus import Corpus, corpus_from_stems, merged_acronyms
 from digest.ranking.index import PaperIndex, UnitKey, unit_key
-from digest.ranking.profile import MAX_TERMS, ProfileError, Term, parse_profile, parse_term
-from digest.ranking.text import stem_words, words
+from digest.ranking.profile import (
+    MAX_TERMS,
+    ProfileError,
+    _segments,
+    parse_profile,
+    parse_term,
+)
+from digest.ranking.text import stems
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +34,17 @@ DEFAULT_SETTINGS = RankingSettings()
 
 CHUNK_ROWS = 20_000
 """Distinct profiles scored per sparse product: bounds the memory of one score block."""
+BUCKETS = 128
+"""Histogram resolution used to cut long score rows down to about their top k before sorting."""
+PRUNE = 0.1
+"""Unit scores under PRUNE x min_score are dropped before the product (impact pruning): such a
+score is a common word or a stray word of a multi-word term, it cannot recommend a paper and
+barely reorders; keeping it would make the score matrix nearly dense."""
+VETO = -1e9
+"""Weight of an exclusion term: one full match sinks the paper below any min_score."""
 TRENDING_SCALE = math.log1p(100.0)
 """Upvotes at which the trending boost reaches its full weight."""
-
-# A parsed term as the batch needs it: (unit id, weight, exclude, text shown as matched)
-_Entry = tuple[int, float, bool, str]
+_BLANK, _INVALID = -1, -2  # segment cache values besides entry ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +56,10 @@ class Ranking:
     row_ptr: np.ndarray  # distinct row r -> its results in [row_ptr[r], row_ptr[r + 1])
     paper_idx: np.ndarray
     score: np.ndarray
-    matched_mask: np.ndarray  # bit t set: positive term t of the row's profile matched
-    shown: Sequence[tuple[str, ...]]  # distinct row -> texts of its positive terms
+    matched_mask: np.ndarray  # bit t set: term t of the row's profile matched the paper
+    term_ptr: np.ndarray  # distinct row r -> its terms in [term_ptr[r], term_ptr[r + 1])
+    term_entry: np.ndarray  # -> index into entry_text
+    entry_text: Sequence[str]
     limits: np.ndarray
     excluded: Sequence[frozenset[int]]
 
@@ -57,9 +71,11 @@ class Ranking:
         r = int(self.profile_row[i])
         lo, hi = int(self.row_ptr[r]), int(self.row_ptr[r + 1])
         excluded = self.excluded[i]
-        shown = self.shown[r]
-        out: list[Match] = []
         limit = int(self.limits[i])
+        terms = [
+            self.entry_text[e] for e in self.term_entry[self.term_ptr[r] : self.term_ptr[r + 1]]
+        ]
+        out: list[Match] = []
         for j in range(lo, hi):
             if len(out) >= limit:
                 break
@@ -67,7 +83,7 @@ class Ranking:
             if p in excluded:
                 continue
             mask = int(self.matched_mask[j])
-            matched = tuple(t for k, t in enumerate(shown) if mask >> k & 1)
+            matched = tuple(dict.fromkeys(t for k, t in enumerate(terms) if mask >> k & 1))
             out.append(Match(self.papers[p], float(self.score[j]), matched))
         return out
 
@@ -76,60 +92,66 @@ class Ranking:
 
 
 class _Compiler:
-    """Turns profile strings into rows of term entries, caching per term string and per unit."""
+    """Turns profile strings into term entry ids, parsing each distinct term string once."""
 
     def __init__(self, corpus: Corpus) -> None:
         self.corpus = corpus
         self.units: dict[UnitKey, int] = {}
-        self.segments: dict[str, _Entry | ProfileError | None] = {}
+        self.segments: dict[str, int] = {}
+        self.entry_unit: list[int] = []
+        self.entry_weight: list[float] = []
+        self.entry_exclude: list[bool] = []
+        self.entry_text: list[str] = []
 
-    def entry(self, term: Term) -> _Entry:
-        key = unit_key(term, self.corpus)
-        uid = self.units.setdefault(key, len(self.units))
-        return (uid, term.weight, term.exclude, term.text)
+    def _add(self, segment: str) -> int:
+        try:
+            term = parse_term(segment)
+        except ProfileError:
+            eid = _INVALID
+        else:
+            if term is None:
+                eid = _BLANK
+            else:
+                key = unit_key(term, self.corpus)
+                eid = len(self.entry_unit)
+                self.entry_unit.append(self.units.setdefault(key, len(self.units)))
+                self.entry_weight.append(term.weight)
+                self.entry_exclude.append(term.exclude)
+                self.entry_text.append(term.text)
+        self.segments[segment] = eid
+        return eid
 
-    def compile(self, text: str) -> list[_Entry]:
-        """Entries of one profile; raises ProfileError when it is invalid."""
-        if '"' in text:
-            return [self.entry(t) for t in parse_profile(text).terms]
-        # the common case, fast: split, then one dict lookup per term string
-        segments = text.split(",") if "\n" not in text else text.replace("\n", ",").split(",")
+    def compile(self, texts: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Entry ids of every profile, flat, with the number per profile (blank ones included)."""
         cache = self.segments
-        out = []
-        for segment in segments:
-            entry = cache.get(segment, cache)
-            if entry is cache:
+        flat: list[int] = []
+        lengths: list[int] = []
+        for text in texts:
+            if '"' in text:
                 try:
-                    term = parse_term(segment)
-                    entry = None if term is None else self.entry(term)
-                except ProfileError as exc:
-                    entry = exc
-                cache[segment] = entry
-            if entry is None:
-                continue
-            if isinstance(entry, ProfileError):
-                raise entry
-            out.append(entry)
-        if len(out) > MAX_TERMS or all(e[2] for e in out):
-            parse_profile(text)  # raises the precise error
-        return out
+                    segments = [segment for _, segment in _segments(text)]  # commas in quotes
+                except ProfileError:
+                    segments = ['"']  # parses as invalid
+            elif "\n" in text:
+                segments = text.replace("\n", ",").split(",")
+            else:
+                segments = text.split(",")
+            try:
+                ids = [cache[s] for s in segments]
+            except KeyError:
+                ids = [cache[s] if s in cache else self._add(s) for s in segments]
+            flat.extend(ids)
+            lengths.append(len(ids))
+        return np.asarray(flat, np.int64), np.asarray(lengths, np.int64)
 
 
 def _docs(papers: Sequence[Paper]) -> list[tuple[list[str], list[str]]]:
-    return [(stem_words(words(p.title)), stem_words(words(p.abstract))) for p in papers]
+    return [(stems(p.title), stems(p.abstract)) for p in papers]
 
 
 def _boost(papers: Sequence[Paper], weight: float) -> np.ndarray:
     upvotes = np.fromiter((max(p.upvotes or 0, 0) for p in papers), np.float64, len(papers))
     return (1.0 + weight * np.minimum(np.log1p(upvotes) / TRENDING_SCALE, 1.0)).astype(np.float32)
-
-
-def _csr(rows: list[np.ndarray], n_cols: int, values: list[np.ndarray]) -> sp.csr_matrix:
-    lengths = np.fromiter((len(r) for r in rows), np.int64, len(rows))
-    indptr = np.concatenate([[0], np.cumsum(lengths)])
-    indices = np.concatenate(rows) if rows else np.empty(0, np.int32)
-    data = np.concatenate(values) if values else np.empty(0, np.float32)
-    return sp.csr_matrix((data, indices, indptr), shape=(len(rows), n_cols))
 
 
 def score_batch(
@@ -171,51 +193,56 @@ def score_batch(
     np.maximum.at(need, profile_row, extra)
 
     compiler = _Compiler(corpus)
-    include_rows: list[list[int]] = []
-    include_w: list[list[float]] = []
-    exclude_rows: list[list[int]] = []
-    shown: list[tuple[str, ...]] = []
-    for text in rows:
-        try:
-            entries = compiler.compile(text)
-        except ProfileError as exc:
-            log.warning("skipping an invalid profile: %s", exc)
-            entries = []
-        include_rows.append([e[0] for e in entries if not e[2]])
-        include_w.append([e[1] for e in entries if not e[2]])
-        exclude_rows.append([e[0] for e in entries if e[2]])
-        shown.append(tuple(e[3] for e in entries if not e[2]))
+    flat, lengths = compiler.compile(rows)
+    owner = np.repeat(np.arange(len(rows)), lengths)
+    entry_unit = np.asarray(compiler.entry_unit, np.int64)
+    entry_weight = np.asarray(compiler.entry_weight, np.float32)
+    entry_exclude = np.asarray(compiler.entry_exclude, bool)
+    real = flat >= 0
+    invalid = np.zeros(len(rows), bool)
+    invalid[owner[flat == _INVALID]] = True
+    terms = np.bincount(owner[real], minlength=len(rows))
+    positive = np.bincount(owner[real], ~entry_exclude[flat[real]], minlength=len(rows))
+    invalid |= (terms > MAX_TERMS) | (positive == 0)
+    _warn_invalid([text for text, bad in zip(rows, invalid.tolist(), strict=True) if bad])
+    keep = real & ~invalid[owner]
+    term_entry = flat[keep]
+    term_ptr = np.concatenate([[0], np.cumsum(np.bincount(owner[keep], minlength=len(rows)))])
 
     index = PaperIndex(papers, docs, corpus, settings)
-    unit_scores = [index.score(key) for key in compiler.units]
-    n_units = len(unit_scores)
-    u = _csr([s.papers for s in unit_scores], n_papers, [s.scores for s in unit_scores])
-    full = _csr(
-        [s.papers[s.full] for s in unit_scores],
-        n_papers,
-        [np.ones(int(s.full.sum()), np.float32) for s in unit_scores],
+    unit, paper, score, is_full = index.score_all(list(compiler.units))
+    n_units = len(compiler.units)
+    kept = score >= PRUNE * settings.min_score
+    # stacked: rows [0, n_units) score a paper, rows [n_units, 2 n_units) say it fully matched
+    u = sp.csr_matrix(
+        (
+            np.concatenate([score[kept], np.ones(int(is_full.sum()), np.float32)]),
+            (
+                np.concatenate([unit[kept], unit[is_full] + n_units]),
+                np.concatenate([paper[kept], paper[is_full]]),
+            ),
+        ),
+        shape=(2 * n_units, n_papers),
+        dtype=np.float32,
     )
-    full_keys = _keys(full, n_papers)
+    full_keys = np.sort(unit[is_full] * n_papers + paper[is_full])
 
-    q_lengths = np.fromiter((len(r) for r in include_rows), np.int64, len(include_rows))
-    q_ptr = np.concatenate([[0], np.cumsum(q_lengths)])
-    q_units = np.fromiter((x for r in include_rows for x in r), np.int64, int(q_ptr[-1]))
-    q_weights = np.fromiter((x for r in include_w for x in r), np.float32, int(q_ptr[-1]))
-    # copies: scipy sorts and merges in place, and the typed order is needed for `matched`
-    q = sp.csr_matrix((q_weights.copy(), q_units.copy(), q_ptr.copy()), shape=(len(rows), n_units))
-    q.sum_duplicates()
-    e_lengths = np.fromiter((len(r) for r in exclude_rows), np.int64, len(exclude_rows))
-    e_ptr = np.concatenate([[0], np.cumsum(e_lengths)])
-    e_units = np.fromiter((x for r in exclude_rows for x in r), np.int64, int(e_ptr[-1]))
-    e = sp.csr_matrix(
-        (np.ones(len(e_units), np.float32), e_units, e_ptr), shape=(len(rows), n_units)
+    term_unit = entry_unit[term_entry]
+    term_exclude = entry_exclude[term_entry]
+    q = sp.csr_matrix(
+        (
+            np.where(term_exclude, np.float32(VETO), entry_weight[term_entry]).astype(np.float32),
+            np.where(term_exclude, term_unit + n_units, term_unit),
+            term_ptr,
+        ),
+        shape=(len(rows), 2 * n_units),
     )
 
     boost = _boost(papers, settings.trending_weight)
     out_rows, out_papers, out_scores = [], [], []
     for start in range(0, len(rows), CHUNK_ROWS):
         stop = min(start + CHUNK_ROWS, len(rows))
-        r, c, v = _top(q[start:stop], e[start:stop], u, full, boost, need[start:stop], settings)
+        r, c, v = _top(q[start:stop], u, boost, need[start:stop], settings.min_score)
         out_rows.append(r + start)
         out_papers.append(c)
         out_scores.append(v)
@@ -223,7 +250,7 @@ def score_batch(
     res_papers = np.concatenate(out_papers) if out_papers else np.empty(0, np.int32)
     res_scores = np.concatenate(out_scores) if out_scores else np.empty(0, np.float32)
     row_ptr = np.concatenate([[0], np.cumsum(np.bincount(res_rows, minlength=len(rows)))])
-    masks = _matched_masks(res_rows, res_papers, q_ptr, q_units, full_keys, n_papers)
+    masks = _matched_masks(res_rows, res_papers, term_ptr, term_unit, full_keys, n_papers)
     return Ranking(
         papers=papers,
         profile_row=profile_row,
@@ -231,46 +258,53 @@ def score_batch(
         paper_idx=res_papers,
         score=res_scores,
         matched_mask=masks,
-        shown=shown,
+        term_ptr=term_ptr,
+        term_entry=term_entry,
+        entry_text=compiler.entry_text,
         limits=limits,
         excluded=excluded,
     )
 
 
-def _keys(m: sp.csr_matrix, n_cols: int) -> np.ndarray:
-    """Sorted row * n_cols + col keys of a CSR matrix's entries."""
-    m.sort_indices()
-    row = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr))
-    return row * n_cols + m.indices.astype(np.int64)
+def _warn_invalid(texts: list[str]) -> None:
+    """Profiles are validated when saved; one that fails now (rules changed) is skipped, loudly."""
+    for text in texts[:5]:
+        try:
+            parse_profile(text)
+        except ProfileError as exc:
+            log.warning("skipping an invalid profile: %s", exc)
+    if len(texts) > 5:
+        log.warning("skipping %d more invalid profiles", len(texts) - 5)
 
 
 def _top(
-    q: sp.csr_matrix,
-    e: sp.csr_matrix,
-    u: sp.csr_matrix,
-    full: sp.csr_matrix,
-    boost: np.ndarray,
-    need: np.ndarray,
-    settings: RankingSettings,
+    q: sp.csr_matrix, u: sp.csr_matrix, boost: np.ndarray, need: np.ndarray, min_score: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top-k of one chunk over the non-zero scores only (a dense argpartition per row is slow)."""
-    s = (q @ u).tocsr()
-    row = np.repeat(np.arange(s.shape[0], dtype=np.int64), np.diff(s.indptr))
-    col = s.indices
-    val = s.data
-    keep = val >= settings.min_score  # relevance decides; trending only reorders what passed
-    row, col, val = row[keep], col[keep], val[keep]
-    if e.nnz:
-        vetoed = _keys((e @ full).tocsr(), u.shape[1])
-        ok = ~np.isin(row * u.shape[1] + col, vetoed, assume_unique=False)
-        row, col, val = row[ok], col[ok], val[ok]
-    val = val * boost[col]
+    s = q @ u
+    n_rows = s.shape[0]
+    keep = s.data >= min_score  # relevance decides; trending only reorders what passed
+    row = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(s.indptr))[keep]
+    col = s.indices[keep]
+    val = s.data[keep] * boost[col]
+    del s, keep
+    counts = np.bincount(row, minlength=n_rows)
+    if (counts > need).any():
+        # shrink each long row to about its top k before sorting: a histogram of log scores
+        # per row gives the bucket where the k-th best falls; everything below it goes
+        logv = np.log(val)
+        lo, hi = float(logv.min()), float(logv.max())
+        bucket = ((logv - lo) * ((BUCKETS - 1) / max(hi - lo, 1e-9))).astype(np.int64)
+        hist = np.bincount(row * BUCKETS + bucket, minlength=n_rows * BUCKETS)
+        at_least = np.cumsum(hist.reshape(n_rows, BUCKETS)[:, ::-1], axis=1)[:, ::-1]
+        threshold = (at_least >= need[:, None]).sum(axis=1) - 1  # -1: keep the whole row
+        keep = bucket >= threshold[row]
+        row, col, val = row[keep], col[keep], val[keep]
     order = np.lexsort((col, -val, row))
     row, col, val = row[order], col[order], val[order]
-    counts = np.bincount(row, minlength=s.shape[0])
+    counts = np.bincount(row, minlength=n_rows)
     starts = np.cumsum(counts) - counts
-    rank_in_row = np.arange(len(row)) - starts[row]
-    keep = rank_in_row < need[row]
+    keep = np.arange(len(row)) - starts[row] < need[row]
     return row[keep], col[keep].astype(np.int32), val[keep].astype(np.float32)
 
 

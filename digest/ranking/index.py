@@ -6,10 +6,12 @@ scored against every candidate paper at once; identical terms across profiles sh
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from digest.config import RankingSettings
 from digest.models import Paper
@@ -25,7 +27,9 @@ CAT_SCORE = 1.0
 # Unquoted multi-word terms: the words adjacent in order score in full, nearby a little less,
 # scattered half; a paper with only some of the words keeps (share of words)^2 of that.
 PROX_PHRASE, PROX_NEAR, PROX_APART = 1.0, 0.8, 0.5
-NEAR_SLACK = 3
+PAIR_WINDOW = 5
+"""Batched multi-word terms count as near when every pair of their words is this close."""
+_COUNT_SHIFT = 1024.0  # above any single word score: sum + shift * count in one float
 
 UnitKey = tuple
 """("forms", field, forms) | ("bag", field, stems, content, alternatives) | ("author", words) | ("cat", name)."""
@@ -59,10 +63,17 @@ class UnitScores:
 
 
 _EMPTY = UnitScores(np.empty(0, np.int32), np.empty(0, np.float32), np.empty(0, bool))
+_NO_POSITIONS = np.empty(0, np.int64)
 
 
 class PaperIndex:
-    """Postings (stem -> papers with title/abstract term frequencies) and lazy positions."""
+    """Postings (stem -> papers with title/abstract term frequencies) and token positions.
+
+    Positions are global: every title, then every abstract, laid end to end with a gap wider
+    than any proximity window, so phrase and nearness checks are array operations, not loops.
+    """
+
+    GAP = 64
 
     def __init__(
         self,
@@ -72,7 +83,6 @@ class PaperIndex:
         settings: RankingSettings,
     ) -> None:
         self.papers = papers
-        self.docs = docs
         self.corpus = corpus
         self.k1 = settings.k1
         self.title_weight = settings.title_weight
@@ -80,32 +90,45 @@ class PaperIndex:
         self.n = n
         vocab: dict[str, int] = {}
         self.vocab = vocab
-        counts = []
+        ids, owners, lengths = [], [], []
         for field in (0, 1):
-            lengths = np.fromiter((len(d[field]) for d in docs), np.int64, n)
+            field_lengths = np.fromiter((len(d[field]) for d in docs), np.int64, n)
             flat = [vocab.setdefault(s, len(vocab)) for d in docs for s in d[field]]
-            ids = np.asarray(flat, np.int64)
-            owner = np.repeat(np.arange(n, dtype=np.int64), lengths)
-            counts.append((ids, owner, lengths))
+            ids.append(np.asarray(flat, np.int64))
+            owners.append(np.repeat(np.arange(n, dtype=np.int64), field_lengths))
+            lengths.append(field_lengths)
         v = max(len(vocab), 1)
+        m = max(n, 1)
         # one (stem, paper) key per posting; title and abstract counts side by side
-        keys_t = counts[0][0] * n + counts[0][1]
-        keys_a = counts[1][0] * n + counts[1][1]
-        keys, inverse = np.unique(np.concatenate([keys_t, keys_a]), return_inverse=True)
-        split = len(keys_t)
+        keys, inverse = np.unique(
+            np.concatenate([ids[0] * m + owners[0], ids[1] * m + owners[1]]), return_inverse=True
+        )
+        split = len(ids[0])
         self.tf_title = np.bincount(inverse[:split], minlength=len(keys)).astype(np.float32)
         self.tf_abstract = np.bincount(inverse[split:], minlength=len(keys)).astype(np.float32)
-        self.post_paper = (keys % max(n, 1)).astype(np.int32)
-        post_stem = keys // max(n, 1)
-        self.ptr = np.searchsorted(post_stem, np.arange(v + 1))
+        self.post_paper = (keys % m).astype(np.int32)
+        self.ptr = np.searchsorted(keys // m, np.arange(v + 1))
         b = settings.b
-        self.norm_title = (1 - b + b * counts[0][2] / max(corpus.avg_title_len, 1e-9)).astype(
-            np.float32
+        avg_t = max(corpus.avg_title_len, 1e-9)
+        avg_a = max(corpus.avg_abstract_len, 1e-9)
+        self.norm_title = (1 - b + b * lengths[0] / avg_t).astype(np.float32)
+        self.norm_abstract = (1 - b + b * lengths[1] / avg_a).astype(np.float32)
+
+        # segment k < n: title of paper k; segment n + k: abstract of paper k
+        seg_len = np.concatenate(lengths) + self.GAP
+        self.seg_start = np.concatenate([[0], np.cumsum(seg_len)[:-1]])
+        self.total_positions = int(seg_len.sum())
+        local = [
+            np.arange(len(ids[f])) - np.repeat(np.cumsum(lengths[f]) - lengths[f], lengths[f])
+            for f in (0, 1)
+        ]
+        g = np.concatenate(
+            [self.seg_start[owners[0]] + local[0], self.seg_start[n + owners[1]] + local[1]]
         )
-        self.norm_abstract = (1 - b + b * counts[1][2] / max(corpus.avg_abstract_len, 1e-9)).astype(
-            np.float32
-        )
-        self._positions: list[tuple[dict[str, list[int]], dict[str, list[int]]] | None] = [None] * n
+        order = np.argsort(np.concatenate(ids), kind="stable")
+        self.pos = g[order]  # sorted by stem, then position
+        self.pos_ptr = np.searchsorted(np.concatenate(ids)[order], np.arange(v + 1))
+        self._matrices: dict[str, sp.csr_matrix] = {}
         self._authors: dict[str, set[int]] | None = None
         self._cats: dict[str, set[int]] | None = None
 
@@ -118,38 +141,272 @@ class PaperIndex:
         lo, hi = self.ptr[sid], self.ptr[sid + 1]
         return self.post_paper[lo:hi], self.tf_title[lo:hi], self.tf_abstract[lo:hi]
 
-    def positions(self, i: int) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
-        """Stem -> positions in paper i's title and abstract (built on first use)."""
-        cached = self._positions[i]
-        if cached is None:
-            cached = (_positions(self.docs[i][0]), _positions(self.docs[i][1]))
-            self._positions[i] = cached
-        return cached
+    def _positions(self, stem: str) -> np.ndarray:
+        sid = self.vocab.get(stem)
+        if sid is None:
+            return _NO_POSITIONS
+        return self.pos[self.pos_ptr[sid] : self.pos_ptr[sid + 1]]
+
+    def _segments(self, g: np.ndarray) -> np.ndarray:
+        """Global positions -> segment (paper k's title is k, its abstract n + k)."""
+        return np.searchsorted(self.seg_start, g, side="right") - 1
+
+    def phrase_positions(self, form: Form) -> np.ndarray:
+        """Global positions where the phrase starts (its words adjacent, in order)."""
+        g = self._positions(form[0])
+        for j, stem in enumerate(form[1:], 1):
+            if not len(g):
+                break
+            g = g[_contains_sorted(self._positions(stem), g + j)]
+        return g
+
+    def near_positions(self, content: Form, window: int) -> np.ndarray:
+        """Positions of the rarest word where every other word occurs within `window` tokens."""
+        lists = [self._positions(s) for s in content]
+        rarest = min(range(len(lists)), key=lambda k: len(lists[k]))
+        g = lists[rarest]
+        for k, other in enumerate(lists):
+            if k == rarest or not len(g):
+                continue
+            if not len(other):
+                return _NO_POSITIONS
+            at = np.searchsorted(other, g)
+            after = other[np.minimum(at, len(other) - 1)] - g
+            before = g - other[np.maximum(at - 1, 0)]
+            dist = np.minimum(
+                np.where(after >= 0, after, window + 1), np.where(before >= 0, before, window + 1)
+            )
+            g = g[dist <= window]
+        return g
+
+    def _papers_of(self, g: np.ndarray, field: str) -> np.ndarray:
+        """The papers (ascending, unique) whose allowed field holds these positions."""
+        seg = self._segments(g)
+        if field == "title":
+            seg = seg[seg < self.n]
+        elif field == "abstract":
+            seg = seg[seg >= self.n]
+        return np.unique(seg % max(self.n, 1))
 
     def form_tf(self, form: Form) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Occurrences of a word or an exact phrase per paper: (papers, title tf, abstract tf)."""
         if len(form) == 1:
             return self._postings(form[0])
-        candidates = None
-        for stem in set(form):
-            papers = self._postings(stem)[0]
-            candidates = papers if candidates is None else np.intersect1d(candidates, papers)
-            if not len(candidates):
-                return _EMPTY.papers, _EMPTY.scores, _EMPTY.scores
-        assert candidates is not None
-        tft = np.zeros(len(candidates), np.float32)
-        tfa = np.zeros(len(candidates), np.float32)
-        for j, i in enumerate(candidates.tolist()):
-            title, abstract = self.positions(i)
-            tft[j] = _phrase_count(title, form)
-            tfa[j] = _phrase_count(abstract, form)
-        hit = (tft + tfa) > 0
-        return candidates[hit], tft[hit], tfa[hit]
+        seg = self._segments(self.phrase_positions(form))
+        if not len(seg):
+            return _EMPTY.papers, _EMPTY.scores, _EMPTY.scores
+        counts = np.bincount(seg, minlength=2 * self.n).astype(np.float32)
+        tft, tfa = counts[: self.n], counts[self.n :]
+        papers = np.flatnonzero(tft + tfa).astype(np.int32)
+        return papers, tft[papers], tfa[papers]
 
     def bm25(self, papers: np.ndarray, tft: np.ndarray, tfa: np.ndarray) -> np.ndarray:
         """BM25F saturation of title-weighted, length-normalized term frequencies (without IDF)."""
         tf = self.title_weight * tft / self.norm_title[papers] + tfa / self.norm_abstract[papers]
         return (tf * (self.k1 + 1) / (tf + self.k1)).astype(np.float32)
+
+    # -- many units at once ----------------------------------------------------------------------
+
+    def score_all(
+        self, keys: Sequence[UnitKey]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Score every unit: flat (unit, paper, score, full) arrays, one entry per touched paper.
+
+        Single words and plain multi-word terms, the bulk of any profile set, are scored for all
+        units together with sparse products; phrases, acronyms, authors and categories one by one.
+        """
+        simple: dict[str, list[tuple[int, str]]] = {}
+        bags: dict[str, list[tuple[int, Form, Form]]] = {}
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        alt_units: list[tuple[int, UnitKey]] = []
+        for uid, key in enumerate(keys):
+            if key[0] == "forms" and len(key[2]) == 1 and len(key[2][0]) == 1:
+                simple.setdefault(key[1], []).append((uid, key[2][0][0]))
+            elif key[0] == "bag":
+                bags.setdefault(key[1], []).append((uid, key[2], key[3]))
+                if key[4]:
+                    alt_units.append((uid, key))
+            else:
+                one = self.score(key)
+                parts.append(
+                    (np.full(len(one.papers), uid, np.int64), one.papers, one.scores, one.full)
+                )
+        for field, items in simple.items():
+            parts.append(self._simple_many(field, items))
+        for field, items in bags.items():
+            parts.append(self._bags_many(field, items))
+        if not parts:
+            return (np.empty(0, np.int64), _EMPTY.papers, _EMPTY.scores, _EMPTY.full)
+        unit, paper, score, full = (np.concatenate(x) for x in zip(*parts, strict=True))
+        if alt_units:
+            unit, paper, score, full = self._with_alternatives(unit, paper, score, full, alt_units)
+        return unit, paper, score, full
+
+    def _with_alternatives(
+        self,
+        unit: np.ndarray,
+        paper: np.ndarray,
+        score: np.ndarray,
+        full: np.ndarray,
+        alt_units: list[tuple[int, UnitKey]],
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """ "large language models" written as "LLMs" is as good as the words adjacent."""
+        extra_unit, extra_paper, extra_score = [], [], []
+        for uid, (_, field, _, content, alternatives) in alt_units:
+            alt = self._forms(field, alternatives)
+            ratio = self.corpus.form_idf(content) / max(
+                min(self.corpus.form_idf(f) for f in alternatives), 1e-9
+            )
+            extra_unit.append(np.full(len(alt.papers), uid, np.int64))
+            extra_paper.append(alt.papers)
+            extra_score.append(alt.scores * np.float32(ratio))
+        unit = np.concatenate([unit, *extra_unit])
+        paper = np.concatenate([paper, *extra_paper]).astype(np.int32)
+        score = np.concatenate([score, *extra_score]).astype(np.float32)
+        full = np.concatenate([full, np.ones(len(unit) - len(full), bool)])
+        keys, inverse = np.unique(unit * max(self.n, 1) + paper, return_inverse=True)
+        best = np.zeros(len(keys), np.float32)
+        np.maximum.at(best, inverse, score)
+        any_full = np.zeros(len(keys), bool)
+        np.logical_or.at(any_full, inverse, full)
+        m = max(self.n, 1)
+        return keys // m, (keys % m).astype(np.int32), best, any_full
+
+    def _field_matrix(self, field: str) -> sp.csr_matrix:
+        """Stems x papers: each word's BM25F score (with IDF) in each paper, for one field."""
+        cached = self._matrices.get(field)
+        if cached is None:
+            tft, tfa = self.tf_title, self.tf_abstract
+            if field == "title":
+                tfa = np.zeros_like(tfa)
+            elif field == "abstract":
+                tft = np.zeros_like(tft)
+            idf = np.asarray([self.corpus.idf(s) for s in self.vocab], np.float32)
+            stem_of = np.repeat(np.arange(len(self.vocab)), np.diff(self.ptr))
+            data = idf[stem_of] * self.bm25(self.post_paper, tft, tfa)
+            cached = sp.csr_matrix(
+                (data, self.post_paper, self.ptr), shape=(max(len(self.vocab), 1), self.n)
+            )
+            cached.eliminate_zeros()
+            self._matrices[field] = cached
+        return cached
+
+    def _stem_ids(self, stems: Sequence[str]) -> np.ndarray:
+        """Vocabulary ids; -1 for a stem no candidate paper contains."""
+        get = self.vocab.get
+        return np.fromiter((get(s, -1) for s in stems), np.int64, len(stems))
+
+    def _simple_many(
+        self, field: str, items: list[tuple[int, str]]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        matrix = self._field_matrix(field)
+        uids = np.fromiter((u for u, _ in items), np.int64, len(items))
+        sids = self._stem_ids([s for _, s in items])
+        known = sids >= 0
+        rows = matrix[sids[known]]
+        unit = np.repeat(uids[known], np.diff(rows.indptr))
+        return unit, rows.indices.astype(np.int32), rows.data, np.ones(len(unit), bool)
+
+    def _bags_many(
+        self, field: str, items: list[tuple[int, Form, Form]]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        matrix = self._field_matrix(field)
+        n_bags = len(items)
+        v = max(len(self.vocab), 1)
+        uids = np.fromiter((u for u, _, _ in items), np.int64, n_bags)
+        contents = [tuple(dict.fromkeys(c)) for _, _, c in items]
+        n_words = np.fromiter((len(c) for c in contents), np.int64, n_bags)
+        sids = self._stem_ids([s for c in contents for s in c])
+        owner = np.repeat(np.arange(n_bags), n_words)
+        known = sids >= 0
+        w = sp.csr_matrix(
+            (np.ones(int(known.sum()), np.float64), (owner[known], sids[known])),
+            shape=(n_bags, v),
+        )
+        # one product gives both the sum of word scores and how many words are present
+        shifted = matrix.astype(np.float64)
+        shifted.data += _COUNT_SHIFT
+        product = (w @ shifted).tocsr()
+        product.sort_indices()
+        row = np.repeat(np.arange(n_bags), np.diff(product.indptr))
+        present = np.floor(product.data / _COUNT_SHIFT)
+        total = product.data - present * _COUNT_SHIFT
+        full = present == n_words[row]
+        prox = np.full(len(row), PROX_APART)
+        if full.any():
+            keys = row * self.n + product.indices
+            near = self._pair_hits(contents, field, ordered=False)
+            prox[np.isin(keys, near)] = PROX_NEAR
+            adjacent = self._pair_hits(contents, field, ordered=True)
+            prox[np.isin(keys, adjacent)] = PROX_PHRASE
+        scores = (total * (present / n_words[row]) ** 2 * prox).astype(np.float32)
+        return uids[row], product.indices.astype(np.int32), scores, full
+
+    def _pair_hits(self, contents: list[Form], field: str, *, ordered: bool) -> np.ndarray:
+        """Keys bag * n + paper where every pair of the bag's words is close (or, ordered: each
+        word follows the previous one within one token, as in "chain of thought")."""
+        v = max(len(self.vocab), 1)
+        need_bag, need_key = [], []
+        for b, content in enumerate(contents):
+            ids = [self.vocab.get(s, -1) for s in content]
+            if len(ids) < 2 or min(ids) < 0:
+                continue
+            if ordered:
+                pairs = list(itertools.pairwise(ids))
+            else:
+                pairs = [(min(x, y), max(x, y)) for i, x in enumerate(ids) for y in ids[i + 1 :]]
+            for x, y in pairs:
+                need_bag.append(b)
+                need_key.append(x * v + y)
+        if not need_bag:
+            return np.empty(0, np.int64)
+        bag = np.asarray(need_bag, np.int64)
+        key = np.asarray(need_key, np.int64)
+        pair_key, pair_seg = self._pairs(ordered, np.unique([s for c in contents for s in c]))
+        if field == "title":
+            sel = pair_seg < self.n
+        elif field == "abstract":
+            sel = pair_seg >= self.n
+        else:
+            sel = slice(None)
+        pk, paper = pair_key[sel], pair_seg[sel] % max(self.n, 1)
+        wanted = np.isin(pk, key)
+        pk, paper = pk[wanted], paper[wanted]
+        # (bag, pair) requirements x (pair, paper) presences: a bag's paper counts when all hold
+        uniq, pair_id = np.unique(pk, return_inverse=True)
+        presence = sp.csr_matrix(
+            (np.ones(len(pk)), (pair_id, paper)), shape=(max(len(uniq), 1), self.n)
+        )
+        presence.data[:] = 1.0  # duplicates (two fields) count once
+        at = np.searchsorted(uniq, key)
+        ok = (at < len(uniq)) & (uniq[np.minimum(at, max(len(uniq) - 1, 0))] == key)
+        need = np.bincount(bag, minlength=len(contents))
+        req = sp.csr_matrix(
+            (np.ones(int(ok.sum())), (bag[ok], at[ok])), shape=(len(contents), presence.shape[0])
+        )
+        hits = (req @ presence).tocoo()
+        done = hits.data >= need[hits.row]
+        return hits.row[done].astype(np.int64) * self.n + hits.col[done]
+
+    def _pairs(self, ordered: bool, stems: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(pair key, segment) for pairs of the given stems within the near window (ordered:
+        the second 1-2 tokens after the first); duplicates are left in, callers ignore them."""
+        v = max(len(self.vocab), 1)
+        wanted = np.zeros(v, bool)
+        ids = self._stem_ids(list(stems))
+        wanted[ids[ids >= 0]] = True
+        stem_of = np.repeat(np.arange(len(self.vocab)), np.diff(self.pos_ptr))
+        keep = wanted[stem_of] if len(stem_of) else np.zeros(0, bool)
+        tok = np.full(self.total_positions, -1, np.int64)
+        tok[self.pos[keep]] = stem_of[keep]
+        keys, segs = [], []
+        for d in (1, 2) if ordered else range(1, PAIR_WINDOW + 1):
+            a, b = tok[:-d], tok[d:]
+            where = np.flatnonzero((a >= 0) & (b >= 0))
+            a, b = a[where], b[where]
+            keys.append(a * v + b if ordered else np.minimum(a, b) * v + np.maximum(a, b))
+            segs.append(self._segments(where))
+        return np.concatenate(keys), np.concatenate(segs)
 
     # -- units ---------------------------------------------------------------------------------
 
@@ -159,7 +416,8 @@ class PaperIndex:
         if kind == "forms":
             return self._forms(key[1], key[2])
         if kind == "bag":
-            return self._bag(*key[1:])
+            _, papers, scores, full = self.score_all([key])
+            return UnitScores(papers, scores, full)
         if kind == "author":
             return self._author(key[1])
         return self._cat(key[1])
@@ -181,60 +439,10 @@ class PaperIndex:
         papers, tft, tfa = papers[hit].astype(np.int32), tft[hit], tfa[hit]
         if not len(papers):
             return _EMPTY
-        # synonyms are as rare as the rarer-looking... commonest of them: no bonus for spelling
+        # synonyms weigh like the commonest of them: no bonus for the spelling a paper chose
         idf = min(self.corpus.form_idf(f) for f in forms)
         scores = idf * self.bm25(papers, tft, tfa)
         return UnitScores(papers, scores, np.ones(len(papers), bool))
-
-    def _bag(
-        self, field: str, stems: Form, content: Form, alternatives: tuple[Form, ...]
-    ) -> UnitScores:
-        parts = [self._forms(field, ((s,),)) for s in content]
-        papers = np.concatenate([p.papers for p in parts])
-        scores = np.concatenate([p.scores for p in parts])
-        if not len(papers) and not alternatives:
-            return _EMPTY
-        papers, inverse = np.unique(papers, return_inverse=True)
-        total = np.bincount(inverse, scores, len(papers))
-        present = np.bincount(inverse, minlength=len(papers))
-        coverage = present / len(content)
-        prox = np.full(len(papers), PROX_APART)
-        full = present == len(content)
-        for j in np.flatnonzero(full).tolist():
-            prox[j] = self._proximity(int(papers[j]), field, stems, content)
-        result = (total * coverage**2 * prox).astype(np.float32)
-        if alternatives:
-            # "large language models" written as "LLMs": as good as the words adjacent
-            alt = self._forms(field, alternatives)
-            if len(alt.papers):
-                idf_ratio = self.corpus.form_idf(content) / max(
-                    min(self.corpus.form_idf(f) for f in alternatives), 1e-9
-                )
-                papers = np.concatenate([papers, alt.papers]).astype(np.int32)
-                result = np.concatenate([result, alt.scores * np.float32(idf_ratio)])
-                full = np.concatenate([full, alt.full])
-                papers, inverse = np.unique(papers, return_inverse=True)
-                best = np.zeros(len(papers), np.float32)
-                np.maximum.at(best, inverse, result)
-                any_full = np.zeros(len(papers), bool)
-                np.logical_or.at(any_full, inverse, full)
-                result, full = best, any_full
-        return UnitScores(papers.astype(np.int32), result.astype(np.float32), full)
-
-    def _proximity(self, i: int, field: str, stems: Form, content: Form) -> float:
-        title, abstract = self.positions(i)
-        fields = {"title": (title,), "abstract": (abstract,)}.get(field, (title, abstract))
-        if any(_phrase_count(pos, stems) or _phrase_count(pos, content) for pos in fields):
-            return PROX_PHRASE
-        window = len(content) + NEAR_SLACK
-        for pos in fields:
-            if all(s in pos for s in content):
-                rarest = min(content, key=lambda s: len(pos[s]))
-                others = [pos[s] for s in content if s != rarest]
-                for p in pos[rarest]:
-                    if all(any(abs(q - p) <= window for q in qs) for qs in others):
-                        return PROX_NEAR
-        return PROX_APART
 
     def _author(self, name: tuple[str, ...]) -> UnitScores:
         if self._authors is None:
@@ -272,24 +480,12 @@ def _constant(hits: list[int], score: float) -> UnitScores:
     return UnitScores(papers, np.full(len(papers), score, np.float32), np.ones(len(papers), bool))
 
 
-def _positions(tokens: list[str]) -> dict[str, list[int]]:
-    out: dict[str, list[int]] = {}
-    for p, s in enumerate(tokens):
-        out.setdefault(s, []).append(p)
-    return out
-
-
-def _phrase_count(pos: dict[str, list[int]], form: Form) -> int:
-    first = pos.get(form[0])
-    if not first:
-        return 0
-    rest = []
-    for s in form[1:]:
-        ps = pos.get(s)
-        if not ps:
-            return 0
-        rest.append(set(ps))
-    return sum(1 for p in first if all(p + k + 1 in r for k, r in enumerate(rest)))
+def _contains_sorted(haystack: np.ndarray, needles: np.ndarray) -> np.ndarray:
+    """For each needle, whether the sorted haystack holds it."""
+    if not len(haystack):
+        return np.zeros(len(needles), bool)
+    at = np.minimum(np.searchsorted(haystack, needles), len(haystack) - 1)
+    return haystack[at] == needles
 
 
 def _contains(haystack: list[str], needle: tuple[str, ...]) -> bool:

@@ -15,7 +15,10 @@ from digest.models import Paper
 _WORD = re.compile(r"[^\W_]+")
 _VOWELS = frozenset("aeiouy")
 _STEMMER = Stemmer.Stemmer("english")
-_STEM_CACHE: dict[str, str] = {}
+# Caches per distinct string: a day's papers repeat the same few thousand words many times.
+_STEM_CACHE: dict[str, str] = {}  # normalized word -> stem
+_NORM_CACHE: dict[str, str] = {}  # token as written -> normalized word
+_TOKEN_STEM: dict[str, str] = {}  # token as written -> stem
 
 # Dropped from unquoted multi-word terms only ("diffusion models for video"); phrases keep them.
 STOPWORDS = frozenset(
@@ -94,9 +97,22 @@ def _normalize_word(word: str) -> str:
     return low
 
 
+def _tokens(text: str) -> list[str]:
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
+    return _WORD.findall(text)
+
+
 def words(text: str) -> list[str]:
     """The normalized (lowercased, unstemmed) words of a text."""
-    return [_normalize_word(w) for w in _WORD.findall(unicodedata.normalize("NFKC", text))]
+    cache = _NORM_CACHE
+    out = []
+    for w in _tokens(text):
+        n = cache.get(w)
+        if n is None:
+            n = cache[w] = _normalize_word(w)
+        out.append(n)
+    return out
 
 
 def stem_words(items: Sequence[str]) -> list[str]:
@@ -110,7 +126,15 @@ def stem_words(items: Sequence[str]) -> list[str]:
 
 def stems(text: str) -> list[str]:
     """Words of a text, normalized and stemmed: what the index and the queries compare."""
-    return stem_words(words(text))
+    cache = _TOKEN_STEM
+    tokens = _tokens(text)
+    try:
+        return [cache[w] for w in tokens]
+    except KeyError:
+        missing = [w for w in set(tokens) if w not in cache]
+        normalized = [_normalize_word(w) for w in missing]
+        cache.update(zip(missing, stem_words(normalized), strict=True))
+        return [cache[w] for w in tokens]
 
 
 def fold(text: str) -> str:

@@ -1,0 +1,219 @@
+"""Benchmark the batch ranking: P papers x N profiles, seconds and peak memory, vs a per-subscriber loop.
+
+    python bench/rank.py                       # P=2,000; N = 10k, 100k, 1M; loop on 300 profiles
+    python bench/rank.py --papers 2000 --profiles 100000 --loop 0
+
+Papers are made from the sentences and titles of the real sample feed (so words have real
+frequencies); profiles draw 3-10 terms from words, word pairs and phrases of real titles, with
+quoted phrases, exclusions, weights and acronyms mixed in. Each N runs in a fresh process, so the
+peak RSS it reports is that run's alone (interpreter, NumPy/SciPy, papers, profiles included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import random
+import re
+import resource
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from digest.config import RankingSettings  # noqa: E402
+from digest.models import Paper  # noqa: E402
+
+SAMPLE = ROOT / "digest" / "data" / "hf-daily-papers-sample.atom"
+ACRONYMS = ["LLM", "RL", "VLM", "GAN", "CNN", "NLP", "RLHF", "LoRA", "MoE", "RAG", "CoT", "DPO"]
+STOP = {"a", "an", "and", "for", "of", "the", "to", "in", "on", "with", "via", "from", "by", "is"}
+
+
+def load_sample() -> list[tuple[str, str, int]]:
+    """(title, abstract, upvotes) of the sample feed."""
+    import feedparser
+
+    feed = feedparser.parse(str(SAMPLE))
+    return [(e.title, e.summary, int(e.get("hf_upvotes") or 0)) for e in feed.entries]
+
+
+def make_papers(n: int, seed: int = 1) -> list[Paper]:
+    """n papers: a real title, and 5-9 real sentences drawn from all abstracts."""
+    rng = random.Random(seed)
+    sample = load_sample()
+    sentences = [s for _, a, _ in sample for s in re.split(r"(?<=[.!?])\s+", a) if len(s) > 30]
+    papers = []
+    for i in range(n):
+        title, _, upvotes = sample[i % len(sample)]
+        abstract = " ".join(rng.sample(sentences, rng.randint(5, 9)))
+        papers.append(
+            Paper(
+                key=f"bench:{i}",
+                title=title,
+                abstract=abstract,
+                upvotes=rng.choice([0, 0, 0, 1, 2, 5, upvotes]),
+                categories=(rng.choice(["cs.LG", "cs.CL", "cs.CV", "cs.AI"]),),
+            )
+        )
+    return papers
+
+
+def term_pool(seed: int = 2) -> list[str]:
+    """Interests people might type: title words, adjacent word pairs and triples, acronyms.
+
+    Single words found in more than 10% of the sample's papers ("training", "models") are left
+    out: nobody subscribes to them, and they would make every profile match every paper.
+    """
+    sample = load_sample()
+    doc_words = [set(re.findall(r"[a-z][a-z0-9-]+", (t + " " + a).lower())) for t, a, _ in sample]
+    df = Counter(w for d in doc_words for w in d)
+    words_seen: Counter[str] = Counter()
+    pairs: Counter[str] = Counter()
+    triples: Counter[str] = Counter()
+    for title, _, _ in sample:
+        ws = [w.lower() for w in re.findall(r"[A-Za-z][A-Za-z0-9-]+", title)]
+        words_seen.update(w for w in ws if w not in STOP and df[w] <= 0.1 * len(sample))
+        pairs.update(f"{a} {b}" for a, b in itertools.pairwise(ws) if not {a, b} & STOP)
+        triples.update(" ".join(ws[i : i + 3]) for i in range(len(ws) - 2))
+    return [*words_seen, *pairs, *triples, *ACRONYMS]
+
+
+def make_profiles(n: int, seed: int = 3) -> list[str]:
+    """n profiles of 3-10 terms; a few share their text, as real subscribers do."""
+    rng = random.Random(seed)
+    pool = term_pool()
+    weights = [1.0 / (1 + i) ** 0.6 for i in range(len(pool))]  # a few interests are popular
+    rng.shuffle(pool)
+    out = []
+    for _ in range(n):
+        terms = rng.choices(pool, weights, k=rng.randint(3, 10))
+        for j, t in enumerate(terms):
+            roll = rng.random()
+            if roll < 0.12 and " " in t:
+                terms[j] = f'"{t}"'
+            elif roll < 0.20:
+                terms[j] = f"-{t}"
+            elif roll < 0.25:
+                terms[j] = f"{t}^2"
+        if all(t.startswith("-") for t in terms):
+            terms[0] = terms[0][1:]
+        out.append(", ".join(terms))
+    return out
+
+
+def naive_rank(papers: list[Paper], profiles: list[str], settings: RankingSettings) -> int:
+    """A straightforward per-subscriber loop: parse, then score every paper in Python."""
+    import math
+
+    from digest.ranking.profile import parse_profile
+    from digest.ranking.text import stems
+
+    docs = [(Counter(stems(p.title)), Counter(stems(p.abstract))) for p in papers]
+    n = len(docs)
+    df: Counter[str] = Counter()
+    for t, a in docs:
+        df.update(set(t) | set(a))
+    avg_t = sum(sum(t.values()) for t, _ in docs) / n
+    avg_a = sum(sum(a.values()) for _, a in docs) / n
+    found = 0
+    for text in profiles:
+        query = parse_profile(text)
+        scored = []
+        for t, a in docs:
+            lt, la = sum(t.values()), sum(a.values())
+            total = 0.0
+            vetoed = False
+            for term in query.terms:
+                ts = stems(" ".join(term.words))
+                s = 0.0
+                for stem in ts:
+                    tf = settings.title_weight * t[stem] / (
+                        1 - settings.b + settings.b * lt / avg_t
+                    ) + a[stem] / (1 - settings.b + settings.b * la / avg_a)
+                    idf = math.log(1 + (n - df[stem] + 0.5) / (df[stem] + 0.5))
+                    s += idf * tf * (settings.k1 + 1) / (tf + settings.k1)
+                if term.exclude and s > 0:
+                    vetoed = True
+                elif not term.exclude:
+                    total += s * term.weight
+            if not vetoed and total >= settings.min_score:
+                scored.append(total)
+        scored.sort(reverse=True)
+        found += len(scored[:10])
+    return found
+
+
+def run_one(n_papers: int, n_profiles: int, loop: int) -> dict[str, float]:
+    """One measurement, in this process."""
+    from digest.ranking import score_batch
+
+    papers = make_papers(n_papers)
+    profiles = make_profiles(n_profiles)
+    settings = RankingSettings()
+    start = time.perf_counter()
+    ranking = score_batch(papers, profiles, settings=settings, limit=10)
+    arrays_s = time.perf_counter() - start
+    result: dict[str, float] = {
+        "papers": n_papers,
+        "profiles": n_profiles,
+        "distinct": len(set(profiles)),
+        "seconds": arrays_s,
+        "results": len(ranking.paper_idx),
+        "profiles_with_matches": int((ranking.row_ptr[1:] > ranking.row_ptr[:-1]).sum()),
+    }
+    if n_profiles <= 100_000:  # Match objects for everyone: what rank() returns
+        start = time.perf_counter()
+        lists = list(ranking)
+        result["match_lists_seconds"] = time.perf_counter() - start
+        del lists
+    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if loop:
+        sample = profiles[:loop]
+        start = time.perf_counter()
+        naive_rank(papers, sample, settings)
+        per_1000 = (time.perf_counter() - start) / len(sample) * 1000
+        result["loop_seconds_per_1000"] = per_1000
+        result["loop_extrapolated_seconds"] = per_1000 * n_profiles / 1000
+        result["speedup"] = result["loop_extrapolated_seconds"] / arrays_s
+    return result
+
+
+def main() -> None:
+    """Run each size in a fresh process and print a table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--papers", type=int, default=2000)
+    parser.add_argument("--profiles", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--loop", type=int, default=300, help="profiles timed in the naive loop")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(run_one(args.papers, args.profiles[0], args.loop)))
+        return
+    for i, n in enumerate(args.profiles):
+        cmd = [sys.executable, __file__, "--child", "--papers", str(args.papers)]
+        cmd += ["--profiles", str(n), "--loop", str(args.loop if i == 0 else 0)]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        r = json.loads(out.strip().splitlines()[-1])
+        line = (
+            f"P={r['papers']:,} N={r['profiles']:,} (distinct {r['distinct']:,}): "
+            f"{r['seconds']:.2f} s to top-10 arrays, peak RSS {r['peak_rss_mib']:.0f} MiB"
+        )
+        if "match_lists_seconds" in r:
+            line += f"; + {r['match_lists_seconds']:.2f} s to build Match lists"
+        line += f"; {r['profiles_with_matches']:,} profiles with matches"
+        print(line)
+        if "loop_seconds_per_1000" in r:
+            print(
+                f"  per-subscriber Python loop: {r['loop_seconds_per_1000']:.1f} s per 1,000 "
+                f"profiles -> {r['loop_extrapolated_seconds']:.0f} s for N={r['profiles']:,} "
+                f"({r['speedup']:.0f}x slower than the batch)"
+            )
+
+
+if __name__ == "__main__":
+    main()
