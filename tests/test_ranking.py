@@ -1,0 +1,288 @@
+"""A subscriber's profile ranks the day's papers: each rule of the profile language on real abstracts."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pytest
+
+from digest.config import RankingSettings
+from digest.models import Paper
+from digest.ranking import (
+    ProfileError,
+    build_corpus,
+    learn_acronyms,
+    parse_profile,
+    rank,
+    trending,
+    validate_profile,
+)
+
+pytest_plugins = ["tests.ranking_fixtures"]
+
+
+def keys(matches) -> list[str]:
+    return [m.paper.key for m in matches]
+
+
+def text_of(p: Paper) -> str:
+    return f"{p.title} {p.abstract}"
+
+
+def top(papers, profile: str, limit: int = 10, **kwargs):
+    return rank(papers, [profile], limit=limit, **kwargs)[0]
+
+
+# -- words and stemming ------------------------------------------------------------------------
+
+
+def test_a_word_finds_its_derived_forms_whatever_the_case(sample_papers):
+    found = keys(top(sample_papers, "DISTILLED", limit=50))
+    # "Self-Distillation ..." (title) and "Knowledge Distillation" papers match "distilled"
+    assert {"p018", "p089", "p001"} <= set(found)
+    assert all(re.search(r"distil", text_of(m.paper), re.I) for m in top(sample_papers, "distill"))
+
+
+def test_the_title_weighs_more_than_the_abstract(sample_papers):
+    no_trending = RankingSettings(trending_weight=0)
+    weighted = keys(top(sample_papers, "distillation", limit=50, settings=no_trending))
+    flat = keys(
+        top(
+            sample_papers,
+            "distillation",
+            limit=50,
+            settings=RankingSettings(title_weight=0, trending_weight=0),
+        )
+    )
+    # p089 "... for Knowledge Distillation ..." says it once in its title, p041 thrice in its
+    # abstract: the title lifts p089 above p041
+    assert weighted.index("p089") < weighted.index("p041")
+    assert flat.index("p089") > flat.index("p041")
+    assert weighted[:2] == ["p001", "p018"]
+
+
+# -- several words, one interest -----------------------------------------------------------------
+
+
+def test_all_words_close_together_score_far_above_some_of_them(sample_papers):
+    matches = top(
+        sample_papers, "video diffusion", limit=148, settings=RankingSettings(min_score=0)
+    )
+    by_key = {m.paper.key: m.score for m in matches}
+    both = by_key["p054"]  # "ExVideo: Extending Video Diffusion Models ..."
+    only_video = by_key["p049"]  # "LVD-2M: A Long-take Video Dataset ..." never says diffusion
+    assert keys(matches)[0] == "p054"
+    assert both > 3 * only_video
+
+
+def test_words_typed_together_but_found_apart_rank_below_adjacent(sample_papers):
+    # p017 (video editing, with diffusion elsewhere in the abstract) vs p054 "Video Diffusion"
+    matches = top(sample_papers, "video diffusion", limit=5)
+    assert keys(matches).index("p054") < keys(matches).index("p017")
+    assert matches[0].matched == ("video diffusion",)
+
+
+# -- phrases -------------------------------------------------------------------------------------
+
+
+def test_a_phrase_needs_its_words_adjacent_and_in_order(sample_papers, paper):
+    found = keys(top(sample_papers, '"federated learning"', limit=50))
+    assert {"p001", "p002"} <= set(found)
+    for key in found:
+        assert re.search(r"federated\s+learning", text_of(paper(key)), re.I)
+    # p070 says "federated" and "learning", but never "federated learning"
+    assert re.search("federated", text_of(paper("p070")), re.I)
+    assert "p070" not in found
+    assert "p070" in keys(top(sample_papers, "federated", limit=50))
+
+
+# -- exclusions ----------------------------------------------------------------------------------
+
+
+def test_an_excluded_word_vetoes_a_paper_however_relevant(sample_papers):
+    with_medical = keys(top(sample_papers, "segmentation", limit=50))
+    assert "p053" in with_medical  # SegBook: ... Volumetric Medical Image Segmentation
+    without = keys(top(sample_papers, "segmentation, -medical", limit=50))
+    assert "p053" not in without
+    assert without and all(
+        "medical" not in text_of(m.paper).lower()
+        for m in top(sample_papers, "segmentation, -medical", limit=50)
+    )
+
+
+def test_an_excluded_phrase_only_vetoes_the_phrase(sample_papers, paper):
+    # p139 mentions "medical" cases but not medical imaging; p006 is medical image classification
+    found = keys(top(sample_papers, 'classification, vision, -"medical imaging"', limit=148))
+    assert "p006" not in found
+    assert "p139" in found
+    assert "p139" not in keys(top(sample_papers, "classification, vision, -medical", limit=148))
+
+
+# -- fields and weights --------------------------------------------------------------------------
+
+
+def test_title_field_ignores_abstract_mentions(sample_papers):
+    found = keys(top(sample_papers, "title:transformer", limit=50))
+    # Snowball stems transformer and transformation alike: p009 "... Natural Transformation"
+    assert set(found) == {"p009", "p018", "p092"}
+    assert "p066" in keys(top(sample_papers, "transformer", limit=50))  # abstract only
+
+
+def test_author_and_category_terms(sample_papers, paper):
+    bengio = dataclasses.replace(
+        paper("p072"), authors=("Yoshua Bengio", "Aaron Courville"), categories=("cs.LG",)
+    )
+    other = dataclasses.replace(paper("p018"), authors=("Samy Bengio",), categories=("cs.CL",))
+    papers = [bengio, other, *[p for p in sample_papers if p.key not in ("p072", "p018")]]
+    assert keys(top(papers, 'author:"Yoshua Bengio"')) == ["p072"]
+    assert keys(top(papers, "author:bengio")) == ["p072", "p018"] or set(
+        keys(top(papers, "author:bengio"))
+    ) == {"p072", "p018"}
+    assert keys(top(papers, "cat:cs.CL")) == ["p018"]
+    assert set(keys(top(papers, "cat:cs"))) == {"p072", "p018"}
+    assert top(papers, 'author:"Yoshua Bengio"')[0].matched == ("author:Yoshua Bengio",)
+
+
+def test_a_weight_lifts_one_interest_above_the_others(sample_papers):
+    plain = keys(top(sample_papers, "distillation, reasoning", limit=5))
+    weighted = keys(top(sample_papers, "distillation^4, reasoning", limit=5))
+    assert plain != weighted
+    assert all(
+        "distil" in text_of(p).lower()
+        for p in [m.paper for m in top(sample_papers, "distillation^4, reasoning", limit=3)]
+    )
+
+
+# -- acronyms ------------------------------------------------------------------------------------
+
+
+def test_acronyms_are_learned_from_definitions_in_abstracts(sample_papers):
+    learned = learn_acronyms(sample_papers)
+    assert learned["llm"] == "large language model"
+    assert learned["fl"] == "federated learning"
+    assert learned["ptq"] == "post training quantization"
+    assert "is" not in learned and "at" not in learned  # "(IS)", "(AT)" would hijack words
+
+
+def test_an_acronym_finds_the_expansion_and_back(sample_papers, paper):
+    # p102 says "Large Language Models" and never "LLM"; p101 says "LLM" and never the expansion
+    assert not re.search(r"\bLLMs?\b", text_of(paper("p102")))
+    assert not re.search(r"large language model", text_of(paper("p101")), re.I)
+    assert "p102" in keys(top(sample_papers, "LLM", limit=148))
+    assert "p101" in keys(top(sample_papers, "large language model", limit=148))
+    assert "p101" in keys(top(sample_papers, '"large language models"', limit=148))
+
+
+def test_stored_acronym_pairs_are_used(sample_papers):
+    corpus = build_corpus(sample_papers, acronyms={"gfn": "generative flow network"})
+    assert keys(top(sample_papers, "GFN", corpus=corpus))[:1] == ["p008"]
+    assert corpus.acronyms["gfn"] == "generative flow network"
+
+
+# -- scoring: threshold, trending, explanations -----------------------------------------------------
+
+
+def test_nothing_relevant_means_an_empty_digest_not_noise(sample_papers):
+    assert top(sample_papers, "quantum chromodynamics, lattice gauge theory") == []
+
+
+def test_trending_reorders_but_never_lifts_an_irrelevant_paper(sample_papers):
+    profile = "reinforcement learning, reasoning"
+    cold = top(sample_papers, profile, limit=148, settings=RankingSettings(trending_weight=0))
+    hot = top(sample_papers, profile, limit=148, settings=RankingSettings(trending_weight=5))
+    assert set(keys(cold)) == set(keys(hot))
+    assert keys(cold) != keys(hot)
+    # the most upvoted paper (p145, 18 upvotes) never mentions distillation: it stays out
+    strong = RankingSettings(trending_weight=100)
+    assert "p145" not in keys(top(sample_papers, "distillation", limit=148, settings=strong))
+
+
+def test_trending_fallback_lists_the_most_upvoted(sample_papers):
+    fallback = trending(sample_papers, 3)
+    assert keys(fallback) == ["p145", "p116", "p112"]  # 18, 16, 15 upvotes
+    assert all(m.matched == () for m in fallback)
+
+
+def test_every_match_says_which_terms_matched_as_typed(sample_papers):
+    matches = top(sample_papers, '"Federated Learning", distillation, -medical')
+    assert matches[0].paper.key == "p001"
+    assert matches[0].matched == ("Federated Learning", "distillation")
+    assert all(m.matched for m in matches)
+
+
+# -- the batch -----------------------------------------------------------------------------------
+
+
+def test_a_batch_gives_each_subscriber_their_own_list(sample_papers):
+    profiles = ['"federated learning"', "video diffusion", '"federated learning"', "bad ^", "LLM"]
+    results = rank(
+        sample_papers,
+        profiles,
+        limit=[3, 3, 5, 3, 2],
+        exclude=[set(), set(), {"p001"}, set(), set()],
+    )
+    assert [len(r) for r in results] == [3, 3, 2, 0, 2]  # only two FL papers left for #3
+    assert keys(results[0])[:1] == ["p001"]
+    assert "p001" not in keys(results[2])
+    assert keys(results[1]) == keys(top(sample_papers, "video diffusion", limit=3))
+
+
+def test_corpus_statistics_can_come_from_a_wider_window(sample_papers):
+    corpus = build_corpus(sample_papers)
+    today = sample_papers[:20]
+    found = top(today, "federated", corpus=corpus)
+    assert keys(found) == ["p001", "p002", "p015"]
+    assert corpus.n_docs == 148
+
+
+# -- validation ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("profile", "message", "position"),
+    [
+        (
+            'diffusion, "federated learning',
+            'unbalanced quote at column 12: "federated learning',
+            11,
+        ),
+        ("diffusion,, video", "empty term at column 11", 10),
+        ('diffusion, ""', "empty term", 11),
+        ("venue:NeurIPS", "unknown field 'venue'", 0),
+        ("diffusion^x", "bad weight", 9),
+        ("diffusion^50", "must be above 0 and at most 10", 9),
+        ("-medical", "no interest to look for", None),
+        ("", "the profile is empty", None),
+        (", ".join(f"topic{i}" for i in range(31)), "too many terms (31); at most 30", None),
+    ],
+)
+def test_a_bad_profile_is_refused_with_a_pointer_to_the_problem(profile, message, position):
+    with pytest.raises(ProfileError) as info:
+        validate_profile(profile)
+    assert message in str(info.value)
+    if position is not None:
+        assert info.value.position == position
+
+
+def test_a_multi_line_profile_names_the_line():
+    with pytest.raises(ProfileError, match=r'line 2, column 1: "medical imaging'):
+        parse_profile('diffusion\n"medical imaging\nvideo')
+
+
+def test_a_good_profile_parses_into_its_terms():
+    query = parse_profile(
+        'diffusion models, "federated learning"\n-medical, author:"Yoshua Bengio", cat:cs.LG, '
+        "title:transformer, distillation^2,"
+    )
+    assert [t.text for t in query.include] == [
+        "diffusion models",
+        "federated learning",
+        "author:Yoshua Bengio",
+        "cat:cs.LG",
+        "title:transformer",
+        "distillation",
+    ]
+    assert [t.text for t in query.exclude] == ["medical"]
+    assert query.terms[1].phrase and not query.terms[0].phrase
+    assert query.terms[-1].weight == 2.0
