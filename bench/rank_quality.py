@@ -1,0 +1,98 @@
+"""Ranking quality on the judged set: nDCG@10 of the engine against plain BM25.
+
+    python bench/rank_quality.py            # summary table
+    python bench/rank_quality.py --details  # each profile's top 10 with grades
+
+The judged set (tests/data/ranking/judged.json) grades papers of the sample feed for a handful of
+profiles. Plain BM25 is the textbook baseline: lowercase words without stemming, title and abstract
+as one field, every quoted phrase taken as loose words, no acronyms, no trending, no threshold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from digest.config import RankingSettings  # noqa: E402
+from digest.models import Paper  # noqa: E402
+from digest.ranking import rank  # noqa: E402
+from tests.ranking_fixtures import load_judged, load_sample_papers  # noqa: E402
+
+K = 10
+
+
+def ndcg(ranked: list[str], grades: dict[str, int], k: int = K) -> float:
+    """Normalized discounted cumulative gain at k, gains 2^grade - 1."""
+    dcg = sum((2 ** grades.get(key, 0) - 1) / math.log2(i + 2) for i, key in enumerate(ranked[:k]))
+    ideal = sorted(grades.values(), reverse=True)[:k]
+    idcg = sum((2**g - 1) / math.log2(i + 2) for i, g in enumerate(ideal))
+    return dcg / idcg if idcg else 0.0
+
+
+def plain_bm25(papers: list[Paper], profile: str, k1: float = 1.2, b: float = 0.75) -> list[str]:
+    """Okapi BM25 over unstemmed lowercase words of title + abstract; the profile as a bag of words."""
+    tokenize = re.compile(r"[a-z0-9]+").findall
+    docs = [Counter(tokenize(f"{p.title} {p.abstract}".lower())) for p in papers]
+    lengths = [sum(d.values()) for d in docs]
+    avg = sum(lengths) / len(docs)
+    df = Counter(w for d in docs for w in d)
+    n = len(docs)
+    query = [w for w in tokenize(profile.lower())]
+    scored = []
+    for paper, doc, length in zip(papers, docs, lengths, strict=True):
+        score = 0.0
+        for w in query:
+            tf = doc.get(w, 0)
+            if tf:
+                idf = math.log(1 + (n - df[w] + 0.5) / (df[w] + 0.5))
+                score += idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / avg))
+        if score > 0:
+            scored.append((-score, paper.key))
+    return [key for _, key in sorted(scored)]
+
+
+def main() -> None:
+    """Print nDCG@10 per profile and on average for the engine, its ablations and plain BM25."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--details", action="store_true", help="show each top 10 with grades")
+    args = parser.parse_args()
+    papers = load_sample_papers()
+    judged = load_judged()
+    systems = {
+        "engine": lambda prof: _engine(papers, prof, RankingSettings()),
+        "engine, no trending": lambda prof: _engine(
+            papers, prof, RankingSettings(trending_weight=0)
+        ),
+        "engine, no threshold": lambda prof: _engine(papers, prof, RankingSettings(min_score=0)),
+        "plain BM25": lambda prof: plain_bm25(papers, prof),
+    }
+    results = {name: [] for name in systems}
+    print(f"{'profile':<36}" + "".join(f"{name:>22}" for name in systems))
+    for item in judged:
+        grades = item["relevance"]
+        row = f"{item['profile'][:35]:<36}"
+        for name, system in systems.items():
+            ranked = system(item["profile"])
+            value = ndcg(ranked, grades)
+            results[name].append(value)
+            row += f"{value:>22.3f}"
+            if args.details and name in ("engine", "plain BM25"):
+                shown = ", ".join(f"{k}:{grades.get(k, 0)}" for k in ranked[:K])
+                print(f"    {name}: {shown}")
+        print(row)
+    print(f"{'mean nDCG@10':<36}" + "".join(f"{sum(v) / len(v):>22.3f}" for v in results.values()))
+
+
+def _engine(papers: list[Paper], profile: str, settings: RankingSettings) -> list[str]:
+    return [m.paper.key for m in rank(papers, [profile], settings=settings, limit=K)[0]]
+
+
+if __name__ == "__main__":
+    main()
