@@ -55,6 +55,9 @@ log = logging.getLogger(__name__)
 RECORD_AHEAD = 32
 """Accepted messages that may wait for their "sent" commit before connections pause (see above)."""
 
+LINGER = 0.005
+"""Seconds the recorder waits for more results before committing a group (bounded by RECORD_AHEAD)."""
+
 RETRY_BASE = timedelta(minutes=5)
 """A delivery that failed temporarily in a run is tried again after 5, 10, 20... minutes (±50%)."""
 
@@ -305,7 +308,8 @@ class _Recorder:
                 raise RecorderError(f"could not record send results: {self._error}")
             self._queue.append((pending, result))
             self._unrecorded += 1
-            self._cond.notify()
+            if len(self._queue) == 1 or self._unrecorded >= self.limit // 2:
+                self._cond.notify()
         assert self._room is not None
         while True:
             with self._cond:
@@ -334,6 +338,10 @@ class _Recorder:
                 while not self._queue and not self._closing:
                     if not self._cond.wait(timeout=max(next_extension - time.monotonic(), 0)):
                         break
+                if self._queue and not self._closing and len(self._queue) < self.limit // 2:
+                    # Linger a moment to gather a group: fewer, larger commits leave the GIL
+                    # to the event loop (each commit costs far more Python than one row).
+                    self._cond.wait(timeout=LINGER)
                 items, self._queue = self._queue, []
                 closing = self._closing
             if items and self._error is None:
