@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -33,9 +34,13 @@ log = logging.getLogger(__name__)
 DEFAULT_SETTINGS = RankingSettings()
 
 CHUNK_ROWS = 20_000
-"""Distinct profiles scored per sparse product: bounds the memory of one score block."""
-BUCKETS = 128
-"""Histogram resolution used to cut long score rows down to about their top k before sorting."""
+"""At most this many distinct profiles per chunk (fewer when there are many papers)."""
+DENSE_BYTES = 256 * 2**20
+"""Budget for the dense part of the unit matrix (units touching many papers)."""
+DENSE_MIN_FILL = 0.02
+"""A unit touching at least this share of the papers is cheaper dense than sparse."""
+BLOCK_BYTES = 128 * 2**20
+"""Budget for one chunk's score block (profiles x papers, float32)."""
 PRUNE = 0.1
 """Unit scores under PRUNE x min_score are dropped before the product (impact pruning): such a
 score is a common word or a stray word of a multi-word term, it cannot recommend a paper and
@@ -45,6 +50,8 @@ VETO = -1e9
 TRENDING_SCALE = math.log1p(100.0)
 """Upvotes at which the trending boost reaches its full weight."""
 _BLANK, _INVALID = -1, -2  # segment cache values besides entry ids
+_STAND_IN = "\x00\x01term:"  # cache keys standing in for terms that contain commas
+_STAND_IN_INVALID = _STAND_IN + "invalid"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +69,8 @@ class Ranking:
     entry_text: Sequence[str]
     limits: np.ndarray
     excluded: Sequence[frozenset[int]]
+    timings: Mapping[str, float] = field(default_factory=dict)
+    """Seconds per phase (papers, profiles, terms, matrices, top-k), for benchmarks and logs."""
 
     def __len__(self) -> int:
         return len(self.profile_row)
@@ -72,19 +81,31 @@ class Ranking:
         lo, hi = int(self.row_ptr[r]), int(self.row_ptr[r + 1])
         excluded = self.excluded[i]
         limit = int(self.limits[i])
-        terms = [
-            self.entry_text[e] for e in self.term_entry[self.term_ptr[r] : self.term_ptr[r + 1]]
-        ]
+        if limit <= 0:
+            return []
+        if not excluded:
+            hi = min(hi, lo + limit)
+        text = self.entry_text
+        terms = [text[e] for e in self.term_entry[self.term_ptr[r] : self.term_ptr[r + 1]].tolist()]
+        papers = self.papers
         out: list[Match] = []
-        for j in range(lo, hi):
-            if len(out) >= limit:
-                break
-            p = int(self.paper_idx[j])
+        shown: dict[int, tuple[str, ...]] = {}
+        for p, score, mask in zip(
+            self.paper_idx[lo:hi].tolist(),
+            self.score[lo:hi].tolist(),
+            self.matched_mask[lo:hi].tolist(),
+            strict=True,
+        ):
             if p in excluded:
                 continue
-            mask = int(self.matched_mask[j])
-            matched = tuple(dict.fromkeys(t for k, t in enumerate(terms) if mask >> k & 1))
-            out.append(Match(self.papers[p], float(self.score[j]), matched))
+            matched = shown.get(mask)
+            if matched is None:
+                matched = shown[mask] = tuple(
+                    dict.fromkeys(t for k, t in enumerate(terms) if mask >> k & 1)
+                )
+            out.append(Match(papers[p], score, matched))
+            if len(out) >= limit:
+                break
         return out
 
     def __iter__(self) -> Iterator[list[Match]]:
@@ -102,6 +123,7 @@ class _Compiler:
         self.entry_weight: list[float] = []
         self.entry_exclude: list[bool] = []
         self.entry_text: list[str] = []
+        self.segments[_STAND_IN_INVALID] = _INVALID
 
     def _add(self, segment: str) -> int:
         try:
@@ -121,28 +143,62 @@ class _Compiler:
         self.segments[segment] = eid
         return eid
 
-    def compile(self, texts: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Entry ids of every profile, flat, with the number per profile (blank ones included)."""
+    def compile(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Entry ids of every profile, flat, with the number per profile (blank ones included).
+
+        One big split instead of a loop per profile: profiles are joined with commas and split
+        at C speed; a profile whose quotes hold commas is pre-split and stands in as the keys of
+        its terms.
+        """
+        prepared = [
+            self._stand_in(t) if '"' in t and _needs_quote_aware_split(t) else t for t in texts
+        ]
+        counts = np.fromiter(
+            (t.count(",") + t.count("\n") + 1 for t in prepared), np.int64, len(prepared)
+        )
+        segments = ",".join(prepared).replace("\n", ",").split(",") if prepared else []
+        del prepared
         cache = self.segments
-        flat: list[int] = []
-        lengths: list[int] = []
-        for text in texts:
-            if '"' in text:
-                try:
-                    segments = [segment for _, segment in _segments(text)]  # commas in quotes
-                except ProfileError:
-                    segments = ['"']  # parses as invalid
-            elif "\n" in text:
-                segments = text.replace("\n", ",").split(",")
-            else:
-                segments = text.split(",")
-            try:
-                ids = [cache[s] for s in segments]
-            except KeyError:
-                ids = [cache[s] if s in cache else self._add(s) for s in segments]
-            flat.extend(ids)
-            lengths.append(len(ids))
-        return np.asarray(flat, np.int64), np.asarray(lengths, np.int64)
+        try:
+            ids = [cache[s] for s in segments]
+        except KeyError:
+            ids = [cache[s] if s in cache else self._add(s) for s in segments]
+        return np.asarray(ids, np.int64), counts
+
+    def _stand_in(self, text: str) -> str:
+        """The profile as stand-in keys of its already parsed terms (quotes may hold commas)."""
+        try:
+            segments = [segment for _, segment in _segments(text)]
+        except ProfileError:
+            return _STAND_IN_INVALID
+        keys = []
+        for segment in segments:
+            eid = self.segments.get(segment)
+            if eid is None:
+                eid = self._add(segment)
+            key = f"{_STAND_IN}{eid}"
+            self.segments[key] = eid
+            keys.append(key)
+        return ",".join(keys)
+
+
+class _Clock:
+    """Phase timings: cheap enough to keep on in production."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = now - self._last
+        self._last = now
+
+
+def _needs_quote_aware_split(text: str) -> bool:
+    """Whether a comma, a line end or an odd quote makes splitting on commas wrong."""
+    parts = text.split('"')
+    return len(parts) % 2 == 0 or any("," in p or "\n" in p for p in parts[1::2])
 
 
 def _docs(papers: Sequence[Paper]) -> list[tuple[list[str], list[str]]]:
@@ -164,10 +220,12 @@ def score_batch(
     exclude: Sequence[Collection[str]] | None = None,
 ) -> Ranking:
     """Rank every profile against the papers; results as arrays (see `rank` for Match lists)."""
+    clock = _Clock()
     n_papers = len(papers)
     docs = _docs(papers)
     if corpus is None:
         corpus = corpus_from_stems(docs, merged_acronyms(papers, None))
+    clock.lap("papers")
     limits = np.full(len(profiles), limit, np.int64) if isinstance(limit, int) else None
     if limits is None:
         limits = np.asarray(list(limit), np.int64)
@@ -193,7 +251,7 @@ def score_batch(
     np.maximum.at(need, profile_row, extra)
 
     compiler = _Compiler(corpus)
-    flat, lengths = compiler.compile(rows)
+    flat, lengths = compiler.compile(list(rows))
     owner = np.repeat(np.arange(len(rows)), lengths)
     entry_unit = np.asarray(compiler.entry_unit, np.int64)
     entry_weight = np.asarray(compiler.entry_weight, np.float32)
@@ -209,8 +267,10 @@ def score_batch(
     term_entry = flat[keep]
     term_ptr = np.concatenate([[0], np.cumsum(np.bincount(owner[keep], minlength=len(rows)))])
 
+    clock.lap("profiles")
     index = PaperIndex(papers, docs, corpus, settings)
     unit, paper, score, is_full = index.score_all(list(compiler.units))
+    clock.lap("terms")
     n_units = len(compiler.units)
     kept = score >= PRUNE * settings.min_score
     # stacked: rows [0, n_units) score a paper, rows [n_units, 2 n_units) say it fully matched
@@ -225,7 +285,13 @@ def score_batch(
         shape=(2 * n_units, n_papers),
         dtype=np.float32,
     )
-    full_keys = np.sort(unit[is_full] * n_papers + paper[is_full])
+    # which unit fully matched which paper, one bit each (answers "matched: ..." per result)
+    full_bits = np.zeros((n_units, (n_papers + 7) // 8), np.uint8)
+    np.bitwise_or.at(
+        full_bits,
+        (unit[is_full], paper[is_full] >> 3),
+        (np.uint8(128) >> (paper[is_full] & 7).astype(np.uint8)),
+    )
 
     term_unit = entry_unit[term_entry]
     term_exclude = entry_exclude[term_entry]
@@ -239,18 +305,21 @@ def score_batch(
     )
 
     boost = _boost(papers, settings.trending_weight)
-    out_rows, out_papers, out_scores = [], [], []
-    for start in range(0, len(rows), CHUNK_ROWS):
-        stop = min(start + CHUNK_ROWS, len(rows))
-        r, c, v = _top(q[start:stop], u, boost, need[start:stop], settings.min_score)
-        out_rows.append(r + start)
+    scorer = _Scorer(u, q, boost, settings.min_score, int(need.max(initial=0)))
+    clock.lap("matrices")
+    out_counts, out_papers, out_scores, out_masks = [], [], [], []
+    for start in range(0, len(rows), scorer.chunk_rows):
+        stop = min(start + scorer.chunk_rows, len(rows))
+        r, c, v = scorer.top(start, stop, need[start:stop])
+        out_counts.append(np.bincount(r, minlength=stop - start))
         out_papers.append(c)
         out_scores.append(v)
-    res_rows = np.concatenate(out_rows) if out_rows else np.empty(0, np.int64)
-    res_papers = np.concatenate(out_papers) if out_papers else np.empty(0, np.int32)
-    res_scores = np.concatenate(out_scores) if out_scores else np.empty(0, np.float32)
-    row_ptr = np.concatenate([[0], np.cumsum(np.bincount(res_rows, minlength=len(rows)))])
-    masks = _matched_masks(res_rows, res_papers, term_ptr, term_unit, full_keys, n_papers)
+        out_masks.append(_matched_masks(r + start, c, term_ptr, term_unit, full_bits))
+    clock.lap("top-k")
+    row_ptr = np.concatenate([[0], np.cumsum(np.concatenate([[], *out_counts]))]).astype(np.int64)
+    res_papers = np.concatenate([np.empty(0, np.int32), *out_papers])
+    res_scores = np.concatenate([np.empty(0, np.float32), *out_scores])
+    masks = np.concatenate([np.empty(0, np.int64), *out_masks])
     return Ranking(
         papers=papers,
         profile_row=profile_row,
@@ -263,6 +332,7 @@ def score_batch(
         entry_text=compiler.entry_text,
         limits=limits,
         excluded=excluded,
+        timings=clock.laps,
     )
 
 
@@ -277,57 +347,106 @@ def _warn_invalid(texts: list[str]) -> None:
         log.warning("skipping %d more invalid profiles", len(texts) - 5)
 
 
-def _top(
-    q: sp.csr_matrix, u: sp.csr_matrix, boost: np.ndarray, need: np.ndarray, min_score: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Top-k of one chunk over the non-zero scores only (a dense argpartition per row is slow)."""
-    s = q @ u
-    n_rows = s.shape[0]
-    keep = s.data >= min_score  # relevance decides; trending only reorders what passed
-    row = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(s.indptr))[keep]
-    col = s.indices[keep]
-    val = s.data[keep] * boost[col]
-    del s, keep
-    counts = np.bincount(row, minlength=n_rows)
-    if (counts > need).any():
-        # shrink each long row to about its top k before sorting: a histogram of log scores
-        # per row gives the bucket where the k-th best falls; everything below it goes
-        logv = np.log(val)
-        lo, hi = float(logv.min()), float(logv.max())
-        bucket = ((logv - lo) * ((BUCKETS - 1) / max(hi - lo, 1e-9))).astype(np.int64)
-        hist = np.bincount(row * BUCKETS + bucket, minlength=n_rows * BUCKETS)
-        at_least = np.cumsum(hist.reshape(n_rows, BUCKETS)[:, ::-1], axis=1)[:, ::-1]
-        threshold = (at_least >= need[:, None]).sum(axis=1) - 1  # -1: keep the whole row
-        keep = bucket >= threshold[row]
-        row, col, val = row[keep], col[keep], val[keep]
-    order = np.lexsort((col, -val, row))
-    row, col, val = row[order], col[order], val[order]
-    counts = np.bincount(row, minlength=n_rows)
-    starts = np.cumsum(counts) - counts
-    keep = np.arange(len(row)) - starts[row] < need[row]
-    return row[keep], col[keep].astype(np.int32), val[keep].astype(np.float32)
+class _Scorer:
+    """Scores chunks of profiles and keeps each one's top k, in bounded memory.
+
+    Units that touch many papers (common words) go into a dense matrix, the rest stay sparse:
+    Q @ U_dense is a fast sparse-times-dense product and the long tail costs only its non-zeros.
+    Trending is folded into U (a per-paper factor), so the product gives the final scores.
+    """
+
+    def __init__(
+        self, u: sp.csr_matrix, q: sp.csr_matrix, boost: np.ndarray, min_score: float, k: int
+    ) -> None:
+        n_papers = u.shape[1]
+        self.n_papers = n_papers
+        # blocks per score row: the k-th best block maximum bounds the k-th best score
+        self.n_blocks = int(min(max(2 * k, 16), max(n_papers, 1)))
+        self.block = -(-max(n_papers, 1) // self.n_blocks)
+        self.width = self.n_blocks * self.block
+        fill = np.diff(u.indptr)
+        cap = DENSE_BYTES // (4 * self.width)
+        by_fill = np.argsort(-fill, kind="stable")[:cap]
+        heavy = np.zeros(u.shape[0], bool)
+        heavy[by_fill[fill[by_fill] >= DENSE_MIN_FILL * n_papers]] = True
+        position = np.empty(u.shape[0], np.int64)
+        position[heavy] = np.arange(int(heavy.sum()))
+        position[~heavy] = np.arange(int((~heavy).sum()))
+        dense = np.zeros((int(heavy.sum()), self.width), np.float32)
+        dense[:, :n_papers] = u[np.flatnonzero(heavy)].toarray() * boost
+        self.dense = dense
+        self.sparse = sp.csr_matrix(u[np.flatnonzero(~heavy)].multiply(boost[None, :]))
+        self.q_dense = _columns(q, heavy, position, dense.shape[0])
+        self.q_sparse = _columns(q, ~heavy, position, self.sparse.shape[0])
+        floor = max(min_score, 1e-30)  # min_score 0 still means "some score"
+        self.min_boosted = np.full(self.width, np.inf, np.float32)
+        self.min_boosted[:n_papers] = floor * boost
+        self.trust = floor * float(boost.max(initial=1.0))
+        self.floor = np.float32(floor * 0.999)
+        self.chunk_rows = max(1, min(CHUNK_ROWS, BLOCK_BYTES // (4 * self.width)))
+
+    def top(self, start: int, stop: int, need: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(row, paper, score) of the best `need[r]` papers of each profile row in the chunk."""
+        n = stop - start
+        s = self.q_dense[start:stop] @ self.dense if self.dense.shape[0] else None
+        if s is None:
+            s = np.zeros((n, self.width), np.float32)
+        s = np.asarray(s, np.float32)
+        if self.sparse.nnz:
+            light = (self.q_sparse[start:stop] @ self.sparse).tocsr()
+            light_rows = np.repeat(np.arange(n), np.diff(light.indptr))
+            s[light_rows, light.indices] += light.data
+        maxima = s.reshape(n, self.n_blocks, self.block).max(axis=2)
+        maxima.sort(axis=1)
+        k = np.minimum(need, self.n_blocks)
+        threshold = maxima[np.arange(n), np.maximum(self.n_blocks - k, 0)]
+        threshold[need == 0] = np.inf
+        # a block maximum under the (boosted) minimum may be a score that does not count;
+        # such rows have few relevant papers anyway: take all that pass the minimum
+        low = ((threshold < self.trust) & (need > 0)) | (need > self.n_blocks)
+        threshold[low] = self.floor  # under every boosted minimum: checked per paper below
+        flat = np.flatnonzero(s >= threshold[:, None])
+        row = flat // self.width
+        col = flat % self.width
+        val = s.ravel()[flat]
+        ok = val >= self.min_boosted[col]
+        row, col, val = row[ok], col[ok], val[ok]
+        order = np.lexsort((col, -val, row))
+        row, col, val = row[order], col[order], val[order]
+        counts = np.bincount(row, minlength=n)
+        starts = np.cumsum(counts) - counts
+        keep = np.arange(len(row)) - starts[row] < need[row]
+        return row[keep], col[keep].astype(np.int32), val[keep].astype(np.float32)
+
+
+def _columns(q: sp.csr_matrix, take: np.ndarray, position: np.ndarray, width: int) -> sp.csr_matrix:
+    """The entries of q whose column is in `take`, renumbered: one half of the dense/sparse split."""
+    keep = take[q.indices]
+    rows = np.repeat(np.arange(q.shape[0]), np.diff(q.indptr))[keep]
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=q.shape[0]))])
+    return sp.csr_matrix(
+        (q.data[keep], position[q.indices[keep]], indptr), shape=(q.shape[0], width)
+    )
 
 
 def _matched_masks(
     rows: np.ndarray,
     papers: np.ndarray,
-    q_ptr: np.ndarray,
-    q_units: np.ndarray,
-    full_keys: np.ndarray,
-    n_papers: int,
+    term_ptr: np.ndarray,
+    term_unit: np.ndarray,
+    full_bits: np.ndarray,
 ) -> np.ndarray:
-    """Per result, a bit per positive term of its profile: did that term fully match the paper."""
+    """Per result, a bit per term of its profile: did that term fully match the paper."""
     if not len(rows):
         return np.empty(0, np.int64)
-    counts = q_ptr[rows + 1] - q_ptr[rows]
+    counts = term_ptr[rows + 1] - term_ptr[rows]
     pair = np.repeat(np.arange(len(rows)), counts)
-    first = np.repeat(q_ptr[rows], counts)
+    first = np.repeat(term_ptr[rows], counts)
     ordinal = np.arange(len(pair)) - np.repeat(np.cumsum(counts) - counts, counts)
-    unit = q_units[first + ordinal]
-    keys = unit * n_papers + papers[pair].astype(np.int64)
-    at = np.searchsorted(full_keys, keys)
-    hit = (at < len(full_keys)) & (full_keys[np.minimum(at, len(full_keys) - 1)] == keys)
-    bits = np.where(hit, np.left_shift(np.int64(1), ordinal), 0)
+    unit = term_unit[first + ordinal]
+    paper = papers[pair].astype(np.int64)
+    hit = (full_bits[unit, paper >> 3] >> (7 - (paper & 7)).astype(np.uint8)) & 1
+    bits = np.where(hit.astype(bool), np.left_shift(np.int64(1), ordinal), 0)
     return np.add.reduceat(bits, np.cumsum(counts) - counts)
 
 

@@ -260,17 +260,28 @@ class PaperIndex:
             extra_unit.append(np.full(len(alt.papers), uid, np.int64))
             extra_paper.append(alt.papers)
             extra_score.append(alt.scores * np.float32(ratio))
-        unit = np.concatenate([unit, *extra_unit])
-        paper = np.concatenate([paper, *extra_paper]).astype(np.int32)
-        score = np.concatenate([score, *extra_score]).astype(np.float32)
-        full = np.concatenate([full, np.ones(len(unit) - len(full), bool)])
-        keys, inverse = np.unique(unit * max(self.n, 1) + paper, return_inverse=True)
-        best = np.zeros(len(keys), np.float32)
-        np.maximum.at(best, inverse, score)
-        any_full = np.zeros(len(keys), bool)
-        np.logical_or.at(any_full, inverse, full)
+        # merge only the entries of units that have alternatives; the rest pass through
+        alt_ids = np.asarray([uid for uid, _ in alt_units], np.int64)
+        has_alt = np.zeros(max(int(unit.max(initial=-1)), int(alt_ids.max())) + 1, bool)
+        has_alt[alt_ids] = True
+        mine = has_alt[unit]
+        m_unit = np.concatenate([unit[mine], *extra_unit])
+        m_paper = np.concatenate([paper[mine], *extra_paper]).astype(np.int64)
+        m_score = np.concatenate([score[mine], *extra_score]).astype(np.float32)
+        m_full = np.concatenate([full[mine], np.ones(len(m_unit) - int(mine.sum()), bool)])
         m = max(self.n, 1)
-        return keys // m, (keys % m).astype(np.int32), best, any_full
+        keys, inverse = np.unique(m_unit * m + m_paper, return_inverse=True)
+        best = np.zeros(len(keys), np.float32)
+        np.maximum.at(best, inverse, m_score)
+        any_full = np.zeros(len(keys), bool)
+        np.logical_or.at(any_full, inverse, m_full)
+        rest = ~mine
+        return (
+            np.concatenate([unit[rest], keys // m]),
+            np.concatenate([paper[rest], (keys % m).astype(np.int32)]),
+            np.concatenate([score[rest], best]),
+            np.concatenate([full[rest], any_full]),
+        )
 
     def _field_matrix(self, field: str) -> sp.csr_matrix:
         """Stems x papers: each word's BM25F score (with IDF) in each paper, for one field."""

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from digest.ranking.text import words
+from digest.ranking.text import STOPWORDS, words
 
 MAX_TERMS = 30
 MAX_WORDS_PER_TERM = 10
@@ -164,6 +164,12 @@ def parse_term(segment: str, offset: int = 0, text: str | None = None) -> Term |
         found = [body.lower()] if body and " " not in body else []
     if not found:
         raise ProfileError(f"empty term at {_where(full, pos)}: {segment.strip()!r}", pos)
+    if field in (Field.ANY, Field.TITLE, Field.ABSTRACT) and all(w in STOPWORDS for w in found):
+        raise ProfileError(
+            f"term {segment.strip()!r} at {_where(full, pos)} has only common words such as "
+            "'the' or 'of': nearly every paper has them",
+            pos,
+        )
     if len(found) > MAX_WORDS_PER_TERM:
         raise ProfileError(
             f"term at {_where(full, pos)} has {len(found)} words; at most {MAX_WORDS_PER_TERM} "
