@@ -39,7 +39,7 @@ __all__ = [
     "compile_mjml",
 ]
 
-TEMPLATE_NAMES = ("digest", "confirmation", "goodbye")
+TEMPLATE_NAMES = ("digest", "confirmation", "already_subscribed", "goodbye")
 HTML_SIZE_LIMIT = 100_000
 """Gmail clips messages whose HTML passes about 102 KB; stay under it."""
 
@@ -608,6 +608,7 @@ class EmailRenderer:
         self.digest(sample)
         self.digest(_replace_digest(sample, fallback=True, matches=()))
         self.confirmation("reader@example.org", self.site.base_url + "/confirm/sample")
+        self.already_subscribed("reader@example.org", self.site.base_url + "/preferences/sample")
         self.goodbye("reader@example.org", self.site.base_url + "/")
 
     # rendering ----------------------------------------------------------------------------------
@@ -728,6 +729,28 @@ class EmailRenderer:
             "postal_address": self._postal,
         }
         html, text = self._fill("confirmation", context)
+        return RenderedEmail(subject=subject, html=html, text=text)
+
+    def already_subscribed(self, email: str, preferences_url: str) -> RenderedEmail:
+        """Answer to a sign-up for an address that already gets the digest: its preferences link.
+
+        The sign-up form says the same thing either way, so this mail is how the owner of the
+        address (and only they) learns it was already subscribed.
+        """
+        url = safe_url(preferences_url)
+        if not url:
+            raise ValueError(
+                f"preferences_url must be an absolute http(s) URL, got {preferences_url!r}"
+            )
+        subject = f"You already get {self._site_title}"
+        context = {
+            "subject": subject,
+            "site_title": self._site_title,
+            "email": clean_text(email, 254),
+            "preferences_url": url,
+            "postal_address": self._postal,
+        }
+        html, text = self._fill("already_subscribed", context)
         return RenderedEmail(subject=subject, html=html, text=text)
 
     def goodbye(self, email: str, resubscribe_url: str) -> RenderedEmail:

@@ -6,7 +6,7 @@ each other. One module per step of the day.
 """
 
 from digest.pipeline.composing import Window, compose, first_window
-from digest.pipeline.context import Context, Progress, build_context, utcnow
+from digest.pipeline.context import Context, Progress, build_context, run_sync, utcnow
 from digest.pipeline.fetching import FetchReport, fetch
 from digest.pipeline.mails import MailError, preview, send_confirmation, send_goodbye
 from digest.pipeline.planning import is_due, local_date, plan
@@ -40,6 +40,7 @@ __all__ = [
     "preview",
     "process_claims",
     "run",
+    "run_sync",
     "send_confirmation",
     "send_goodbye",
     "send_pending",

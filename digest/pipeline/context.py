@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parseaddr
 from functools import cached_property
 from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from sqlalchemy import Engine
@@ -28,8 +31,24 @@ from digest.models import (
 from digest.render import EmailRenderer
 from digest.tokens import Scope, Signer
 
+T = TypeVar("T")
+
 Progress = Callable[[str, int, int], None]
 """Called as (stage, done, total) while long work runs; the CLI draws a progress bar from it."""
+
+
+def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from synchronous code, even where an event loop is running.
+
+    Entry points call the pipeline synchronously; when the caller's thread already runs a loop
+    (an async web handler, a test driving a browser), the coroutine gets its own loop in a thread.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-async") as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def utcnow() -> datetime:

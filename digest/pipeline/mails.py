@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from digest import ranking, store
 from digest.deliver.transport import (
     SendResult,
@@ -16,7 +14,7 @@ from digest.models import (
     SubscriberStatus,
 )
 from digest.pipeline.composing import first_window
-from digest.pipeline.context import Context
+from digest.pipeline.context import Context, run_sync
 from digest.pipeline.sending import envelope_for
 from digest.tokens import Scope
 
@@ -39,7 +37,7 @@ def _send_one(
 ) -> SendResult:
     results: list[SendResult] = []
     envelope = envelope_for(ctx, 0, to, rendered, links)
-    asyncio.run(ctx.transport().send_many([envelope], results.append))
+    run_sync(ctx.transport().send_many([envelope], results.append))
     return results[0]
 
 
@@ -50,16 +48,12 @@ class MailError(Exception):
 def send_confirmation(ctx: Context, subscriber: Subscriber) -> None:
     """Send the double opt-in mail (or, for an active address, a note with its preferences link).
 
-    Synchronous; from async code call it in a worker thread.
+    Synchronous; from async code, call it in a worker thread.
     """
     assert subscriber.id is not None
     links = ctx.links(subscriber)
     if subscriber.status == SubscriberStatus.ACTIVE:
-        rendered = (
-            ctx.renderer.already_subscribed(subscriber.email, links.preferences)
-            if hasattr(ctx.renderer, "already_subscribed")
-            else ctx.renderer.confirmation(subscriber.email, links.preferences)
-        )
+        rendered = ctx.renderer.already_subscribed(subscriber.email, links.preferences)
     else:
         version = store.token_version(ctx.engine, subscriber.id)
         token = ctx.signer.make(Scope.CONFIRM, subscriber.id, version)

@@ -1,0 +1,82 @@
+"""The single mails: double opt-in confirmation, "already subscribed", goodbye."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from digest import pipeline, store
+from digest.store import Preferences
+
+
+def test_a_pending_reader_gets_a_confirmation_link(make_settings: Any, smtp_server: Any) -> None:
+    ctx = pipeline.build_context(make_settings())
+    reader, _ = store.add_subscriber(
+        ctx.engine,
+        "new@uni.example",
+        Preferences(keywords="diffusion"),
+        confirmed=False,
+        now=ctx.now(),
+    )
+
+    pipeline.send_confirmation(ctx, reader)
+
+    [message] = smtp_server.to("new@uni.example")
+    assert message["Subject"].startswith("Confirm your subscription")
+    body = message.get_body(preferencelist=("plain",)).get_content()
+    assert "https://papers.example.org/confirm/" in body
+
+
+def test_an_active_reader_signing_up_again_gets_their_preferences_link(
+    make_settings: Any, smtp_server: Any
+) -> None:
+    ctx = pipeline.build_context(make_settings())
+    reader, _ = store.add_subscriber(
+        ctx.engine,
+        "old@uni.example",
+        Preferences(keywords="diffusion"),
+        confirmed=True,
+        now=ctx.now(),
+    )
+
+    pipeline.send_confirmation(ctx, reader)
+
+    [message] = smtp_server.to("old@uni.example")
+    assert message["Subject"].startswith("You already get")
+    body = message.get_body(preferencelist=("plain",)).get_content()
+    assert "https://papers.example.org/preferences/" in body
+    assert "/confirm/" not in body
+
+
+def test_goodbye_offers_a_way_back(make_settings: Any, smtp_server: Any) -> None:
+    ctx = pipeline.build_context(make_settings())
+    reader, _ = store.add_subscriber(
+        ctx.engine,
+        "bye@uni.example",
+        Preferences(keywords="diffusion"),
+        confirmed=True,
+        now=ctx.now(),
+    )
+
+    pipeline.send_goodbye(ctx, reader)
+
+    [message] = smtp_server.to("bye@uni.example")
+    assert "unsubscribed" in message["Subject"]
+    assert (
+        "https://papers.example.org/" in message.get_body(preferencelist=("plain",)).get_content()
+    )
+
+
+def test_an_unreachable_relay_is_a_clear_error(make_settings: Any) -> None:
+    from conftest import free_port
+
+    ctx = pipeline.build_context(make_settings(smtp={"port": free_port(), "timeout": 2}))
+    reader, _ = store.add_subscriber(
+        ctx.engine, "new@uni.example", Preferences(keywords="x"), confirmed=False, now=ctx.now()
+    )
+
+    try:
+        pipeline.send_confirmation(ctx, reader)
+    except pipeline.MailError as exc:
+        assert "new@uni.example" in str(exc)
+    else:
+        raise AssertionError("sending to a closed port must fail")
