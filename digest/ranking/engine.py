@@ -50,8 +50,8 @@ VETO = -1e9
 TRENDING_SCALE = math.log1p(100.0)
 """Upvotes at which the trending boost reaches its full weight."""
 _BLANK, _INVALID = -1, -2  # segment cache values besides entry ids
-_STAND_IN = "\x00\x01term:"  # cache keys standing in for terms that contain commas
-_STAND_IN_INVALID = _STAND_IN + "invalid"
+_SPLIT = -3  # a piece of a quoted term that held a comma
+_MARKER = -4  # between two profiles in the joined text
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,9 +123,13 @@ class _Compiler:
         self.entry_weight: list[float] = []
         self.entry_exclude: list[bool] = []
         self.entry_text: list[str] = []
-        self.segments[_STAND_IN_INVALID] = _INVALID
+        self.segments["\x02"] = _MARKER
 
-    def _add(self, segment: str) -> int:
+    def _add(self, segment: str, *, whole: bool = False) -> int:
+        if not whole and segment.count('"') % 2:
+            # a comma inside quotes split this term: its profile is split again, quote-aware
+            self.segments[segment] = _SPLIT
+            return _SPLIT
         try:
             term = parse_term(segment)
         except ProfileError:
@@ -144,42 +148,44 @@ class _Compiler:
         return eid
 
     def compile(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Entry ids of every profile, flat, with the number per profile (blank ones included).
+        """Entry ids of every profile, flat, and the profile each belongs to (blanks included).
 
-        One big split instead of a loop per profile: profiles are joined with commas and split
-        at C speed; a profile whose quotes hold commas is pre-split and stands in as the keys of
-        its terms.
+        One big split instead of a loop per profile: profiles are joined with a marker between
+        them and split at C speed. The rare profile whose quotes hold a comma is split again,
+        quote-aware, and its terms take the place of the naive pieces.
         """
-        prepared = [
-            self._stand_in(t) if '"' in t and _needs_quote_aware_split(t) else t for t in texts
-        ]
-        counts = np.fromiter(
-            (t.count(",") + t.count("\n") + 1 for t in prepared), np.int64, len(prepared)
-        )
-        segments = ",".join(prepared).replace("\n", ",").split(",") if prepared else []
-        del prepared
         cache = self.segments
+        segments = (",\x02,".join(texts).replace("\n", ",").split(",")) if texts else []
         try:
-            ids = [cache[s] for s in segments]
+            ids = np.asarray([cache[s] for s in segments], np.int64)
         except KeyError:
-            ids = [cache[s] if s in cache else self._add(s) for s in segments]
-        return np.asarray(ids, np.int64), counts
+            ids = np.asarray([cache[s] if s in cache else self._add(s) for s in segments], np.int64)
+        del segments
+        marker = ids == _MARKER
+        if int(marker.sum()) != max(len(texts) - 1, 0):  # a profile held the marker itself
+            return self.compile([t.replace("\x02", " ") for t in texts])
+        owner = np.cumsum(marker)
+        ids, owner = ids[~marker], owner[~marker]
+        resplit = np.unique(owner[ids == _SPLIT])
+        if len(resplit):
+            again = [self._quote_aware(texts[r]) for r in resplit.tolist()]
+            keep = ~np.isin(owner, resplit)
+            ids = np.concatenate([ids[keep], *[np.asarray(a, np.int64) for a in again]])
+            owner = np.concatenate([owner[keep], np.repeat(resplit, [len(a) for a in again])])
+            order = np.argsort(owner, kind="stable")
+            ids, owner = ids[order], owner[order]
+        return ids, owner
 
-    def _stand_in(self, text: str) -> str:
-        """The profile as stand-in keys of its already parsed terms (quotes may hold commas)."""
+    def _quote_aware(self, text: str) -> list[int]:
         try:
             segments = [segment for _, segment in _segments(text)]
         except ProfileError:
-            return _STAND_IN_INVALID
-        keys = []
-        for segment in segments:
-            eid = self.segments.get(segment)
-            if eid is None:
-                eid = self._add(segment)
-            key = f"{_STAND_IN}{eid}"
-            self.segments[key] = eid
-            keys.append(key)
-        return ",".join(keys)
+            return [_INVALID]
+        cache = self.segments
+        return [
+            cache[segment] if segment in cache else self._add(segment, whole=True)
+            for segment in segments
+        ]
 
 
 class _Clock:
@@ -193,12 +199,6 @@ class _Clock:
         now = time.perf_counter()
         self.laps[name] = now - self._last
         self._last = now
-
-
-def _needs_quote_aware_split(text: str) -> bool:
-    """Whether a comma, a line end or an odd quote makes splitting on commas wrong."""
-    parts = text.split('"')
-    return len(parts) % 2 == 0 or any("," in p or "\n" in p for p in parts[1::2])
 
 
 def _docs(papers: Sequence[Paper]) -> list[tuple[list[str], list[str]]]:
@@ -251,8 +251,7 @@ def score_batch(
     np.maximum.at(need, profile_row, extra)
 
     compiler = _Compiler(corpus)
-    flat, lengths = compiler.compile(list(rows))
-    owner = np.repeat(np.arange(len(rows)), lengths)
+    flat, owner = compiler.compile(list(rows))
     entry_unit = np.asarray(compiler.entry_unit, np.int64)
     entry_weight = np.asarray(compiler.entry_weight, np.float32)
     entry_exclude = np.asarray(compiler.entry_exclude, bool)
