@@ -287,3 +287,12 @@ def test_a_good_profile_parses_into_its_terms():
     assert [t.text for t in query.exclude] == ["medical"]
     assert query.terms[1].phrase and not query.terms[0].phrase
     assert query.terms[-1].weight == 2.0
+
+
+def test_a_subscriber_gets_the_same_list_alone_or_in_any_batch(sample_papers):
+    profiles = ["distillation^4, reasoning", "title:transformer", '"video diffusion", -medical']
+    alone = [keys(top(sample_papers, p)) for p in profiles]
+    together = [keys(r) for r in rank(sample_papers, profiles)]
+    reversed_batch = [keys(r) for r in rank(sample_papers, profiles[::-1])][::-1]
+    again = [keys(r) for r in rank(sample_papers, profiles)]  # reuses the prepared index
+    assert alone == together == reversed_batch == again

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -201,6 +202,30 @@ class _Clock:
         self._last = now
 
 
+_PREPARED: OrderedDict[tuple, tuple[Corpus | None, PaperIndex]] = OrderedDict()
+PREPARED_KEEP = 2
+"""Paper sets whose index (tokens, postings, scored terms) stays ready for the next batch."""
+
+
+def _prepared(
+    papers: Sequence[Paper], corpus: Corpus | None, settings: RankingSettings
+) -> PaperIndex:
+    """The index of these papers, built once and reused while the same papers are ranked in
+    batches (the pipeline ranks subscribers a few hundred at a time against one day's papers)."""
+    key = (tuple(papers), settings)
+    hit = _PREPARED.get(key)
+    if hit is not None and hit[0] is corpus:
+        _PREPARED.move_to_end(key)
+        return hit[1]
+    docs = _docs(papers)
+    built = corpus or corpus_from_stems(docs, merged_acronyms(papers, None))
+    index = PaperIndex(papers, docs, built, settings)
+    _PREPARED[key] = (corpus, index)
+    while len(_PREPARED) > PREPARED_KEEP:
+        _PREPARED.popitem(last=False)
+    return index
+
+
 def _docs(papers: Sequence[Paper]) -> list[tuple[list[str], list[str]]]:
     return [(stems(p.title), stems(p.abstract)) for p in papers]
 
@@ -222,9 +247,8 @@ def score_batch(
     """Rank every profile against the papers; results as arrays (see `rank` for Match lists)."""
     clock = _Clock()
     n_papers = len(papers)
-    docs = _docs(papers)
-    if corpus is None:
-        corpus = corpus_from_stems(docs, merged_acronyms(papers, None))
+    index = _prepared(papers, corpus, settings)
+    corpus = index.corpus
     clock.lap("papers")
     limits = np.full(len(profiles), limit, np.int64) if isinstance(limit, int) else None
     if limits is None:
@@ -267,8 +291,7 @@ def score_batch(
     term_ptr = np.concatenate([[0], np.cumsum(np.bincount(owner[keep], minlength=len(rows)))])
 
     clock.lap("profiles")
-    index = PaperIndex(papers, docs, corpus, settings)
-    unit, paper, score, is_full = index.score_all(list(compiler.units))
+    unit, paper, score, is_full = index.score_units(list(compiler.units))
     clock.lap("terms")
     n_units = len(compiler.units)
     kept = score >= PRUNE * settings.min_score

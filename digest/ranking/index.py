@@ -129,6 +129,7 @@ class PaperIndex:
         self.pos = g[order]  # sorted by stem, then position
         self.pos_ptr = np.searchsorted(np.concatenate(ids)[order], np.arange(v + 1))
         self._matrices: dict[str, sp.csr_matrix] = {}
+        self._unit_cache: dict[UnitKey, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._authors: dict[str, set[int]] | None = None
         self._cats: dict[str, set[int]] | None = None
 
@@ -206,6 +207,31 @@ class PaperIndex:
         return (tf * (self.k1 + 1) / (tf + self.k1)).astype(np.float32)
 
     # -- many units at once ----------------------------------------------------------------------
+
+    def score_units(
+        self, keys: Sequence[UnitKey]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Like score_all, but each unit is scored once per index: later batches reuse it."""
+        cache = self._unit_cache
+        missing = [k for k in dict.fromkeys(keys) if k not in cache]
+        if missing:
+            unit, paper, score, full = self.score_all(missing)
+            order = np.argsort(unit, kind="stable")
+            unit, paper, score, full = unit[order], paper[order], score[order], full[order]
+            bounds = np.searchsorted(unit, np.arange(len(missing) + 1))
+            for i, key in enumerate(missing):
+                lo, hi = bounds[i], bounds[i + 1]
+                cache[key] = (paper[lo:hi], score[lo:hi], full[lo:hi])
+        parts = [cache[k] for k in keys]
+        lengths = np.fromiter((len(p[0]) for p in parts), np.int64, len(parts))
+        if not len(parts):
+            return (np.empty(0, np.int64), _EMPTY.papers, _EMPTY.scores, _EMPTY.full)
+        return (
+            np.repeat(np.arange(len(parts), dtype=np.int64), lengths),
+            np.concatenate([p[0] for p in parts]),
+            np.concatenate([p[1] for p in parts]),
+            np.concatenate([p[2] for p in parts]),
+        )
 
     def score_all(
         self, keys: Sequence[UnitKey]
@@ -295,8 +321,10 @@ class PaperIndex:
             idf = np.asarray([self.corpus.idf(s) for s in self.vocab], np.float32)
             stem_of = np.repeat(np.arange(len(self.vocab)), np.diff(self.ptr))
             data = idf[stem_of] * self.bm25(self.post_paper, tft, tfa)
+            # copies: eliminate_zeros works in place and the postings are shared
             cached = sp.csr_matrix(
-                (data, self.post_paper, self.ptr), shape=(max(len(self.vocab), 1), self.n)
+                (data, self.post_paper.copy(), self.ptr.copy()),
+                shape=(max(len(self.vocab), 1), self.n),
             )
             cached.eliminate_zeros()
             self._matrices[field] = cached
