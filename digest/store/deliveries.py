@@ -89,8 +89,10 @@ def plan_deliveries(
                 insert(DeliveryRow)
                 .values(values)
                 .on_conflict_do_nothing(index_elements=["subscriber_id", "digest_date", "channel"])
+                .returning(DeliveryRow.id)
             )
-            created += session.execute(statement).rowcount or 0
+            # RETURNING, not rowcount: psycopg reports -1 for a multi-row INSERT ... ON CONFLICT.
+            created += len(session.execute(statement).all())
     return created
 
 

@@ -1,0 +1,156 @@
+"""Sending workers as real processes: killed mid-batch, and three of them sharing PostgreSQL.
+
+The relay is an aiosmtpd server in its own process that writes down every recipient, so what it
+received survives the worker's death.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, select
+
+from digest import pipeline, store
+from digest.config import Settings
+from digest.pipeline.sending import RECORD_AHEAD
+from digest.store.schema import SubscriberRow
+from tests.smtp_fixtures import SinkProcess
+
+pytest_plugins = ["tests.smtp_fixtures"]
+
+READERS = int(os.environ.get("DIGEST_TEST_READERS", "10000"))
+
+WORKER = r"""
+import json, sys
+from digest import pipeline, store
+from digest.config import parse_settings
+from digest.deliver.transport import Envelope
+from digest.pipeline.sending import Pending, Prepared
+
+def short_note(ctx, claims):
+    # Same queue, leases, pool and recorder; a one-line message instead of a ranked digest.
+    readers = store.subscribers_by_ids(ctx.engine, [c.subscriber_id for c in claims])
+    prepared = Prepared()
+    for claim in claims:
+        to, mid = readers[claim.subscriber_id].email, f"<{claim.id}@digest.test>"
+        data = f"To: {to}\r\nMessage-ID: {mid}\r\nSubject: digest\r\n\r\nhi\r\n".encode()
+        prepared.envelopes.append(Envelope(claim.id, ctx.sender, to, data, mid))
+        prepared.pending[claim.id] = Pending(claim, to, mid)
+    return prepared
+
+ctx = pipeline.build_context(parse_settings(json.loads(sys.argv[1])))
+prepare = short_note if sys.argv[2] == "short" else None
+report = pipeline.send_pending(ctx, prepare=prepare)
+print(report.count("sent"), flush=True)
+"""
+
+
+def readers(ctx: pipeline.Context, count: int) -> list[str]:
+    """`count` confirmed readers interested in diffusion (bulk insert: a big list, quickly)."""
+    now = ctx.now()
+    emails = [f"reader{i:05d}@uni.example" for i in range(count)]
+    with ctx.engine.begin() as connection:
+        connection.execute(
+            insert(SubscriberRow),
+            [
+                {
+                    "email": email,
+                    "status": "active",
+                    "keywords": "diffusion models, video generation",
+                    "channels": ["email"],
+                    "feed_token": f"feed-{i}",
+                    "created_at": now,
+                    "confirmed_at": now,
+                    "token_version": 0,
+                    "bounce_count": 0,
+                    "max_papers": 5,
+                }
+                for i, email in enumerate(emails)
+            ],
+        )
+    return emails
+
+
+def start_worker(settings: Settings, messages: str = "digest") -> subprocess.Popen[str]:
+    """`send_pending` in its own process; "short" messages skip ranking and rendering."""
+    config = json.dumps(settings.model_dump(mode="json", by_alias=True, exclude={"path"}))
+    return subprocess.Popen(
+        [sys.executable, "-c", WORKER, config, messages], stdout=subprocess.PIPE, text=True
+    )
+
+
+def wait_for(condition: Any, what: str, limit: float = 60.0) -> None:
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_a_worker_killed_mid_batch_loses_nothing_and_repeats_at_most_the_bound(
+    make_settings: Any, sink: SinkProcess
+) -> None:
+    settings = make_settings(
+        smtp={"host": "127.0.0.1", "port": sink.port, "connections": 4},
+        delivery={"batch_size": 40, "lease_seconds": 60},
+    )
+    ctx = pipeline.build_context(settings)
+    pipeline.fetch(ctx)
+    emails = readers(ctx, 400)
+    assert pipeline.plan(ctx) == 400
+
+    worker = start_worker(settings)
+    wait_for(lambda: sum(sink.copies().values()) >= 120, "the worker to send 120 digests")
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=10)
+    received_before_rerun = sum(sink.copies().values())
+    assert received_before_rerun < 400, "the worker finished before it could be killed"
+
+    # The rerun, once the dead worker's lease has run out.
+    later = pipeline.build_context(settings, now=lambda: datetime.now(UTC) + timedelta(seconds=61))
+    report = pipeline.send_pending(later)
+
+    copies = sink.copies()
+    assert set(copies) == set(emails), "every reader got their digest"
+    repeated = sum(n - 1 for n in copies.values())
+    assert repeated <= settings.smtp.connections + RECORD_AHEAD
+    assert max(copies.values()) <= 2
+    assert report.released > 0
+    assert store.delivery_counts(ctx.engine) == {"sent": 400}
+
+
+def test_three_workers_share_postgresql_without_duplicate_or_gap(
+    make_settings: Any, postgres_url: str, sink: SinkProcess
+) -> None:
+    settings = make_settings(
+        database={"url": postgres_url},
+        smtp={"host": "127.0.0.1", "port": sink.port, "connections": 4},
+        delivery={"batch_size": 250},
+    )
+    ctx = pipeline.build_context(settings)
+    emails = readers(ctx, READERS)
+    assert pipeline.plan(ctx) == READERS
+
+    # Ranking and rendering 10,000 digests takes minutes on 2 cores and is tested elsewhere;
+    # here the workers send short notes through the same claims, leases, pool and recorder.
+    workers = [start_worker(settings, "short") for _ in range(3)]
+    sent_by = [int(w.communicate(timeout=300)[0].split()[-1]) for w in workers]
+
+    assert all(w.returncode == 0 for w in workers)
+    assert sum(sent_by) == READERS
+    assert all(n > 0 for n in sent_by), f"every worker took a share: {sent_by}"
+    copies = sink.copies()
+    assert len(copies) == READERS and set(copies.values()) == {1}
+    assert set(copies) == set(emails)
+    assert store.delivery_counts(ctx.engine) == {"sent": READERS}
+    with ctx.engine.connect() as connection:
+        bounced = connection.scalar(
+            select(SubscriberRow.id).where(SubscriberRow.status != "active").limit(1)
+        )
+    assert bounced is None
