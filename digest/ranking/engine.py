@@ -116,8 +116,9 @@ class Ranking:
 class _Compiler:
     """Turns profile strings into term entry ids, parsing each distinct term string once."""
 
-    def __init__(self, corpus: Corpus) -> None:
+    def __init__(self, corpus: Corpus, parsed: dict[str, tuple | int]) -> None:
         self.corpus = corpus
+        self.parsed = parsed  # term string -> (unit key, weight, exclude, text) or an error code
         self.units: dict[UnitKey, int] = {}
         self.segments: dict[str, int] = {}
         self.entry_unit: list[int] = []
@@ -131,20 +132,29 @@ class _Compiler:
             # a comma inside quotes split this term: its profile is split again, quote-aware
             self.segments[segment] = _SPLIT
             return _SPLIT
-        try:
-            term = parse_term(segment)
-        except ProfileError:
-            eid = _INVALID
-        else:
-            if term is None:
-                eid = _BLANK
+        parsed = self.parsed.get(segment)
+        if parsed is None:
+            try:
+                term = parse_term(segment)
+            except ProfileError:
+                parsed = _INVALID
             else:
-                key = unit_key(term, self.corpus)
-                eid = len(self.entry_unit)
-                self.entry_unit.append(self.units.setdefault(key, len(self.units)))
-                self.entry_weight.append(term.weight)
-                self.entry_exclude.append(term.exclude)
-                self.entry_text.append(term.text)
+                parsed = (
+                    _BLANK
+                    if term is None
+                    else (unit_key(term, self.corpus), term.weight, term.exclude, term.text)
+                )
+            if len(self.parsed) < PARSED_KEEP:
+                self.parsed[segment] = parsed
+        if isinstance(parsed, int):
+            eid = parsed
+        else:
+            key, weight, exclude, text = parsed
+            eid = len(self.entry_unit)
+            self.entry_unit.append(self.units.setdefault(key, len(self.units)))
+            self.entry_weight.append(weight)
+            self.entry_exclude.append(exclude)
+            self.entry_text.append(text)
         self.segments[segment] = eid
         return eid
 
@@ -204,6 +214,8 @@ class _Clock:
 
 _PREPARED: OrderedDict[tuple, tuple[Corpus | None, PaperIndex]] = OrderedDict()
 PREPARED_KEEP = 2
+PARSED_KEEP = 1_000_000
+"""Parsed term strings kept with a prepared index (bounds memory with adversarial profiles)."""
 """Paper sets whose index (tokens, postings, scored terms) stays ready for the next batch."""
 
 
@@ -212,6 +224,9 @@ def _prepared(
 ) -> PaperIndex:
     """The index of these papers, built once and reused while the same papers are ranked in
     batches (the pipeline ranks subscribers a few hundred at a time against one day's papers)."""
+    for key, (given, index) in reversed(_PREPARED.items()):
+        if index.papers is papers and given is corpus and key[1] == settings:
+            return index  # the same list object again: no need to compare 2,000 papers
     key = (tuple(papers), settings)
     hit = _PREPARED.get(key)
     if hit is not None and hit[0] is corpus:
@@ -274,7 +289,7 @@ def score_batch(
     extra = np.fromiter((len(e) for e in excluded), np.int64, len(profiles)) + limits
     np.maximum.at(need, profile_row, extra)
 
-    compiler = _Compiler(corpus)
+    compiler = _Compiler(corpus, index.parsed)
     flat, owner = compiler.compile(list(rows))
     entry_unit = np.asarray(compiler.entry_unit, np.int64)
     entry_weight = np.asarray(compiler.entry_weight, np.float32)

@@ -130,6 +130,8 @@ class PaperIndex:
         self.pos_ptr = np.searchsorted(np.concatenate(ids)[order], np.arange(v + 1))
         self._matrices: dict[str, sp.csr_matrix] = {}
         self._unit_cache: dict[UnitKey, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self.parsed: dict[str, tuple | int] = {}
+        """Term string -> parsed form, kept for the next batch against these papers."""
         self._authors: dict[str, set[int]] | None = None
         self._cats: dict[str, set[int]] | None = None
 
