@@ -76,6 +76,12 @@ class SmtpSettings(_Section):
     connections: int = Field(default=4, ge=1, le=256)
     rate_limit: float = Field(default=0.0, ge=0)
     """Messages per second across all connections; 0 means no limit."""
+    retries: int = Field(default=2, ge=0, le=10)
+    """Tries again within a run after a temporary failure (4xx, dropped connection, timeout)."""
+    retry_backoff: float = Field(default=1.0, ge=0)
+    """Seconds before the first retry; doubled each time, with jitter."""
+    ca_file: str = ""
+    """PEM file of the CA that signed the relay's certificate (default: the system's CAs)."""
 
 
 class EmailSettings(_Section):

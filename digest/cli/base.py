@@ -16,7 +16,8 @@ from rich.text import Text
 
 from digest import __version__
 from digest.config import ConfigError, Settings, load_settings
-from digest.deliver.message import MessageError
+from digest.deliver.message import DkimError, MessageError
+from digest.deliver.transport import RelayError
 from digest.pipeline import Context, MailError, build_context
 from digest.ranking import ProfileError
 from digest.render import TemplateError
@@ -37,6 +38,8 @@ USER_ERRORS: tuple[tuple[type[BaseException], int], ...] = (
     (TemplateError, 1),
     (MessageError, 1),
     (MailError, 1),
+    (RelayError, 1),
+    (DkimError, 2),
 )
 
 FORMAT = click.option(

@@ -186,13 +186,16 @@ class SmtpTransport:
         self,
         settings: SmtpSettings,
         *,
-        retries: int = 2,
-        backoff: float = 1.0,
+        retries: int | None = None,
+        backoff: float | None = None,
         tls_context: ssl.SSLContext | None = None,
     ) -> None:
         self.settings = settings
-        self.retries = retries
-        self.backoff = backoff
+        self.retries = settings.retries if retries is None else retries
+        self.backoff = settings.retry_backoff if backoff is None else backoff
+        if tls_context is None and settings.ca_file:
+            # A private relay's own CA; otherwise the system's trust store verifies the relay.
+            tls_context = ssl.create_default_context(cafile=settings.ca_file)
         self.tls_context = tls_context
         self._queue: asyncio.Queue[_Job | None] | None = None
         self._stopping = False

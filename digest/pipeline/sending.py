@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from digest import store
-from digest.deliver.message import build_message
+from digest.deliver.message import MessageError, build_message
 from digest.deliver.transport import Envelope, SendResult, Transport
 from digest.models import (
     Channel,
@@ -47,7 +47,7 @@ from digest.models import (
     SubscriberStatus,
 )
 from digest.pipeline.composing import Window, compose, first_window
-from digest.pipeline.context import Context, Progress
+from digest.pipeline.context import Context, Progress, run_sync
 from digest.store.deliveries import Failure, record_results, release_claims
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ def send_pending(
     )
     _ = ctx.renderer  # compile templates before the first claim: a broken template sends nothing
     sender = _Sender(ctx, transport or ctx.transport(), owner, prepare or prepare_batch, progress)
-    report = asyncio.run(sender.run(drain=stop_when_idle))
+    report = run_sync(sender.run(drain=stop_when_idle))
     report.released = released
     return report
 
@@ -143,7 +143,7 @@ def process_claims(
 ) -> list[DeliveryOutcome]:
     """Rank, render and send one claimed batch, recording each row's result as it comes."""
     sender = _Sender(ctx, transport, owner, prepare_batch, None)
-    return asyncio.run(sender.run_claims(claims))
+    return run_sync(sender.run_claims(claims))
 
 
 class _Sender:
@@ -503,12 +503,23 @@ def _prepare_group(
             DeliveryOutcome(d.subscriber.email, channel, "sent", d) for _, d in to_send
         )
         return
+    unsendable: list[Failure] = []
     for claim, digest in to_send:
-        envelope = render_envelope(ctx, claim.id, digest)
+        try:
+            envelope = render_envelope(ctx, claim.id, digest)
+        except MessageError as exc:
+            # One address the message cannot carry (say, a non-ASCII local part) fails alone.
+            unsendable.append(Failure(claim.id, claim.subscriber_id, str(exc), retry_at=None))
+            prepared.outcomes.append(
+                DeliveryOutcome(digest.subscriber.email, channel, "failed", digest, str(exc))
+            )
+            continue
         prepared.envelopes.append(envelope)
         prepared.pending[claim.id] = Pending(
             claim, digest.subscriber.email, envelope.message_id, digest
         )
+    if unsendable:
+        record_results(engine, [], unsendable, owner=None, now=now, max_attempts=0, bounce_after=1)
 
 
 def render_envelope(ctx: Context, key: int, digest: Digest) -> Envelope:

@@ -5,6 +5,7 @@ One module per table family, the way miniflux's storage has one file per table.
 
 from digest.store.deliveries import (
     Claim,
+    Failure,
     FeedItem,
     PlannedDelivery,
     claim_deliveries,
@@ -19,6 +20,8 @@ from digest.store.deliveries import (
     mark_sent,
     plan_deliveries,
     previous_cutoffs,
+    record_results,
+    release_claims,
     release_expired,
     save_items,
     save_many_items,
@@ -71,6 +74,7 @@ from digest.store.subscribers import (
 
 __all__ = [
     "Claim",
+    "Failure",
     "FeedItem",
     "InvalidSubscriber",
     "PlannedDelivery",
@@ -117,6 +121,8 @@ __all__ = [
     "prune_rate_events",
     "record_bounce",
     "record_fetch",
+    "record_results",
+    "release_claims",
     "release_expired",
     "remove_source",
     "rotate_feed_token",
