@@ -205,3 +205,26 @@ def test_schedule_sends_at_the_readers_local_hour(
 
     assert (planned > 0) is due
     assert len(smtp_server.to("tokyo@lab.example")) == (1 if due else 0)
+
+
+@freeze_time("2025-11-27 08:00:00")
+def test_each_readers_feed_is_written_when_a_folder_is_configured(
+    make_settings: Any, smtp_server: Any, tmp_path: Path
+) -> None:
+    import feedparser
+
+    feeds_dir = tmp_path / "feeds"
+    ctx = pipeline.build_context(make_settings(delivery={"feeds_dir": str(feeds_dir)}))
+    subscribe_all(ctx, {"fl@uni.example": '"federated learning"'})
+
+    pipeline.run(ctx)
+
+    reader = store.get_subscriber(ctx.engine, email="fl@uni.example")
+    atom = feedparser.parse((feeds_dir / f"{reader.feed_token}.atom").read_bytes())
+    rss = feedparser.parse((feeds_dir / f"{reader.feed_token}.rss").read_bytes())
+    assert not atom.bozo and not rss.bozo
+    titles = [entry.title for entry in atom.entries]
+    assert (
+        "Federated Learning on Virtual Heterogeneous Data with Local-global Distillation" in titles
+    )
+    assert [entry.title for entry in rss.entries] == titles

@@ -5,10 +5,11 @@ and call one function here; the stages below (sources, store, ranking, render, d
 each other. One module per step of the day.
 """
 
-from digest.pipeline.composing import Window, compose, first_window
+from digest.pipeline.composing import Window, compose, first_window, preview
 from digest.pipeline.context import Context, Progress, build_context, run_sync, utcnow
+from digest.pipeline.feeding import reader_feed, search_feed, write_reader_feeds
 from digest.pipeline.fetching import FetchReport, fetch
-from digest.pipeline.mails import MailError, preview, send_confirmation, send_goodbye
+from digest.pipeline.mails import MailError, send_confirmation, send_goodbye
 from digest.pipeline.planning import is_due, local_date, plan
 from digest.pipeline.running import RunReport, run, write_previews
 from digest.pipeline.sending import (
@@ -39,12 +40,15 @@ __all__ = [
     "plan",
     "preview",
     "process_claims",
+    "reader_feed",
     "run",
     "run_sync",
+    "search_feed",
     "send_confirmation",
     "send_goodbye",
     "send_pending",
     "utcnow",
     "worker_id",
     "write_previews",
+    "write_reader_feeds",
 ]

@@ -104,3 +104,16 @@ def _failed_sources(ctx: Context) -> tuple[SourceStatus, ...]:
 def first_window(ctx: Context, cutoff: datetime) -> datetime:
     """Where a subscriber's first digest starts looking."""
     return cutoff - timedelta(days=ctx.settings.digest.first_digest_days)
+
+
+def preview(ctx: Context, keywords: str, *, limit: int = 10) -> list[Match]:
+    """Today's papers for a profile (raises ranking.ProfileError on a bad profile)."""
+    ranking.validate_profile(keywords)
+    now = ctx.now()
+    papers = store.papers_seen_between(ctx.engine, first_window(ctx, now), now)
+    if not papers:
+        papers = store.list_papers(ctx.engine, limit=2000)
+    [matches] = ranking.rank(
+        papers, [keywords], settings=ctx.settings.ranking, corpus=ctx.corpus(papers), limit=limit
+    )
+    return matches

@@ -1,35 +1,20 @@
-"""Single mails outside the daily run: confirmation, goodbye, and a profile's preview."""
+"""Single mails outside the daily run: confirmation, already subscribed, goodbye."""
 
 from __future__ import annotations
 
-from digest import ranking, store
+from digest import store
 from digest.deliver.transport import (
     SendResult,
 )
 from digest.models import (
     DigestLinks,
-    Match,
     RenderedEmail,
     Subscriber,
     SubscriberStatus,
 )
-from digest.pipeline.composing import first_window
 from digest.pipeline.context import Context, run_sync
 from digest.pipeline.sending import envelope_for
 from digest.tokens import Scope
-
-
-def preview(ctx: Context, keywords: str, *, limit: int = 10) -> list[Match]:
-    """Today's papers for a profile (raises ranking.ProfileError on a bad profile)."""
-    ranking.validate_profile(keywords)
-    now = ctx.now()
-    papers = store.papers_seen_between(ctx.engine, first_window(ctx, now), now)
-    if not papers:
-        papers = store.list_papers(ctx.engine, limit=2000)
-    [matches] = ranking.rank(
-        papers, [keywords], settings=ctx.settings.ranking, corpus=ctx.corpus(papers), limit=limit
-    )
-    return matches
 
 
 def _send_one(

@@ -33,6 +33,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 from digest import store
 from digest.deliver.message import MessageError, build_message
@@ -48,6 +49,7 @@ from digest.models import (
 )
 from digest.pipeline.composing import Window, compose, first_window
 from digest.pipeline.context import Context, Progress, run_sync
+from digest.pipeline.feeding import write_reader_feeds
 from digest.store.deliveries import Failure, record_results, release_claims
 
 log = logging.getLogger(__name__)
@@ -499,6 +501,10 @@ def _prepare_group(
     store.save_many_items(engine, items)
     if channel == Channel.FEED:
         store.mark_many_sent(engine, [(claim.id, None) for claim, _ in to_send], now=now)
+        if ctx.settings.delivery.feeds_dir:
+            write_reader_feeds(
+                ctx, [d.subscriber for _, d in to_send], Path(ctx.settings.delivery.feeds_dir)
+            )
         prepared.outcomes.extend(
             DeliveryOutcome(d.subscriber.email, channel, "sent", d) for _, d in to_send
         )

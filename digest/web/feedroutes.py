@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
-from collections.abc import Sequence
-from datetime import UTC, datetime, time, timedelta
 from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from digest import feeds, pipeline, ranking, store
-from digest.feeds import FeedEntry
+from digest import pipeline, ranking, store
 from digest.models import SubscriberStatus
 from digest.web.site import Site, site_of
 
@@ -41,34 +37,11 @@ async def feed(request: Request) -> Response:
 
 
 def private_feed(site: Site, token: str, kind: str) -> bytes | None:
-    """A subscriber's recommended papers of the last 30 days, newest digest first."""
-    ctx = site.ctx
-    subscriber = store.subscriber_by_feed_token(ctx.engine, token)
+    """A subscriber's private feed document, or None for an unknown, rotated or ended token."""
+    subscriber = store.subscriber_by_feed_token(site.ctx.engine, token)
     if subscriber is None or subscriber.status == SubscriberStatus.UNSUBSCRIBED:
         return None
-    assert subscriber.id is not None
-    since = (ctx.now() - timedelta(days=FEED_DAYS)).date()
-    items = store.feed_items(ctx.engine, subscriber.id, since=since)
-    papers = store.papers_by_ids(ctx.engine, [item.paper_id for item in items])
-    entries = [
-        FeedEntry(papers[i.paper_id], i.digest_date, i.sent_at, i.matched)
-        for i in items
-        if i.paper_id in papers
-    ]
-    base = site.base_url
-    # Stable across feed-URL rotations (the id names the reader, not the URL).
-    feed_id = uuid.uuid5(uuid.NAMESPACE_URL, f"{base}/subscribers/{subscriber.id}/feed").urn
-    fallback = subscriber.confirmed_at or subscriber.created_at or ctx.now()
-    return render(
-        kind,
-        entries,
-        feed_id=feed_id,
-        title=f"{site.title}: your papers",
-        description=f"Papers {site.title} recommended to you in the last {FEED_DAYS} days.",
-        self_url=f"{base}/feeds/{quote(token)}.{kind}",
-        site_url=base + "/",
-        fallback_updated=fallback,
-    )
+    return pipeline.reader_feed(site.ctx, subscriber, kind)
 
 
 async def search_feed(request: Request, site: Site, kind: str) -> Response:
@@ -88,52 +61,7 @@ async def search_feed(request: Request, site: Site, kind: str) -> Response:
 
 def search_body(site: Site, query: str, kind: str) -> bytes:
     """The public feed document for one profile."""
-    ctx = site.ctx
-    matches = pipeline.preview(ctx, query, limit=SEARCH_LIMIT)
-    now = ctx.now()
-    entries = []
-    for match in matches:
-        seen = match.paper.first_seen_at or match.paper.published_at or now
-        entries.append(FeedEntry(match.paper, seen.date(), seen, match.matched))
-    base = site.base_url
-    return render(
-        kind,
-        entries,
-        feed_id=uuid.uuid5(uuid.NAMESPACE_URL, f"{base}/feeds/search?q={query}").urn,
-        title=f"{site.title}: {query}",
-        description=f"New papers matching {query}, from {site.title}.",
-        self_url=f"{base}/feeds/search.{kind}?q={quote(query)}",
-        site_url=base + "/",
-        # An empty feed keeps one `updated` per day, so its ETag holds until something changes.
-        fallback_updated=datetime.combine(now.date(), time(), tzinfo=UTC),
-    )
-
-
-def render(
-    kind: str,
-    entries: Sequence[FeedEntry],
-    *,
-    feed_id: str,
-    title: str,
-    description: str,
-    self_url: str,
-    site_url: str,
-    fallback_updated: datetime,
-) -> bytes:
-    """The document in the asked format."""
-    if kind == "rss":
-        return feeds.rss_feed(
-            entries, title=title, self_url=self_url, site_url=site_url, description=description
-        )
-    updated = max((e.updated for e in entries), default=fallback_updated)
-    return feeds.atom_feed(
-        entries,
-        feed_id=feed_id,
-        title=title,
-        self_url=self_url,
-        site_url=site_url,
-        updated=updated,
-    )
+    return pipeline.search_feed(site.ctx, query, kind)
 
 
 def conditional(request: Request, body: bytes, kind: str, *, cache: str) -> Response:
