@@ -228,3 +228,28 @@ def test_each_readers_feed_is_written_when_a_folder_is_configured(
         "Federated Learning on Virtual Heterogeneous Data with Local-global Distillation" in titles
     )
     assert [entry.title for entry in rss.entries] == titles
+
+
+@freeze_time("2025-11-27 08:00:00")
+def test_a_source_that_failed_is_named_in_the_digest(
+    make_settings: Any, smtp_server: Any, sample_feed: Path, tmp_path: Path
+) -> None:
+    broken = tmp_path / "cs-lg.rss"
+    broken.write_text("<html><head><title>502 Bad Gateway</title></head><body>down</body></html>")
+    ctx = pipeline.build_context(
+        make_settings(
+            sources=[
+                {"name": "hf-sample", "url": str(sample_feed), "kind": "atom"},
+                {"name": "arXiv cs.LG", "url": str(broken)},
+            ]
+        )
+    )
+    subscribe_all(ctx, {"fl@uni.example": '"federated learning"'})
+
+    report = pipeline.run(ctx)
+
+    statuses = {f.name: f.status for f in report.fetched}
+    assert statuses == {"hf-sample": "ok", "arXiv cs.LG": "failed"}
+    body = text_part(smtp_server.to("fl@uni.example")[0])
+    assert "arXiv cs.LG could not be reached today" in body
+    assert "Federated Learning on Virtual Heterogeneous Data" in body
