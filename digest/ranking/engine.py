@@ -19,29 +19,17 @@ import scipy.sparse as sp
 
 from digest.config import RankingSettings
 from digest.models import Match, Paper
+from digest.ranking.compile import INVALID, Compiler
 from digest.ranking.corpus import Corpus, corpus_from_stems, merged_acronyms
-from digest.ranking.index import PaperIndex, UnitKey, unit_key
-from digest.ranking.profile import (
-    MAX_TERMS,
-    ProfileError,
-    _segments,
-    parse_profile,
-    parse_term,
-)
+from digest.ranking.index import PaperIndex
+from digest.ranking.profile import MAX_TERMS, ProfileError, parse_profile
 from digest.ranking.text import stems
+from digest.ranking.topk import Scorer, matched_masks
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SETTINGS = RankingSettings()
 
-CHUNK_ROWS = 20_000
-"""At most this many distinct profiles per chunk (fewer when there are many papers)."""
-DENSE_BYTES = 256 * 2**20
-"""Budget for the dense part of the unit matrix (units touching many papers)."""
-DENSE_MIN_FILL = 0.02
-"""A unit touching at least this share of the papers is cheaper dense than sparse."""
-BLOCK_BYTES = 128 * 2**20
-"""Budget for one chunk's score block (profiles x papers, float32)."""
 PRUNE = 0.1
 """Unit scores under PRUNE x min_score are dropped before the product (impact pruning): such a
 score is a common word or a stray word of a multi-word term, it cannot recommend a paper and
@@ -50,9 +38,6 @@ VETO = -1e9
 """Weight of an exclusion term: one full match sinks the paper below any min_score."""
 TRENDING_SCALE = math.log1p(100.0)
 """Upvotes at which the trending boost reaches its full weight."""
-_BLANK, _INVALID = -1, -2  # segment cache values besides entry ids
-_SPLIT = -3  # a piece of a quoted term that held a comma
-_MARKER = -4  # between two profiles in the joined text
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,92 +98,6 @@ class Ranking:
         return (self.matches(i) for i in range(len(self)))
 
 
-class _Compiler:
-    """Turns profile strings into term entry ids, parsing each distinct term string once."""
-
-    def __init__(self, corpus: Corpus, parsed: dict[str, tuple | int]) -> None:
-        self.corpus = corpus
-        self.parsed = parsed  # term string -> (unit key, weight, exclude, text) or an error code
-        self.units: dict[UnitKey, int] = {}
-        self.segments: dict[str, int] = {}
-        self.entry_unit: list[int] = []
-        self.entry_weight: list[float] = []
-        self.entry_exclude: list[bool] = []
-        self.entry_text: list[str] = []
-        self.segments["\x02"] = _MARKER
-
-    def _add(self, segment: str, *, whole: bool = False) -> int:
-        if not whole and segment.count('"') % 2:
-            # a comma inside quotes split this term: its profile is split again, quote-aware
-            self.segments[segment] = _SPLIT
-            return _SPLIT
-        parsed = self.parsed.get(segment)
-        if parsed is None:
-            try:
-                term = parse_term(segment)
-            except ProfileError:
-                parsed = _INVALID
-            else:
-                parsed = (
-                    _BLANK
-                    if term is None
-                    else (unit_key(term, self.corpus), term.weight, term.exclude, term.text)
-                )
-            if len(self.parsed) < PARSED_KEEP:
-                self.parsed[segment] = parsed
-        if isinstance(parsed, int):
-            eid = parsed
-        else:
-            key, weight, exclude, text = parsed
-            eid = len(self.entry_unit)
-            self.entry_unit.append(self.units.setdefault(key, len(self.units)))
-            self.entry_weight.append(weight)
-            self.entry_exclude.append(exclude)
-            self.entry_text.append(text)
-        self.segments[segment] = eid
-        return eid
-
-    def compile(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Entry ids of every profile, flat, and the profile each belongs to (blanks included).
-
-        One big split instead of a loop per profile: profiles are joined with a marker between
-        them and split at C speed. The rare profile whose quotes hold a comma is split again,
-        quote-aware, and its terms take the place of the naive pieces.
-        """
-        cache = self.segments
-        segments = (",\x02,".join(texts).replace("\n", ",").split(",")) if texts else []
-        try:
-            ids = np.asarray([cache[s] for s in segments], np.int64)
-        except KeyError:
-            ids = np.asarray([cache[s] if s in cache else self._add(s) for s in segments], np.int64)
-        del segments
-        marker = ids == _MARKER
-        if int(marker.sum()) != max(len(texts) - 1, 0):  # a profile held the marker itself
-            return self.compile([t.replace("\x02", " ") for t in texts])
-        owner = np.cumsum(marker)
-        ids, owner = ids[~marker], owner[~marker]
-        resplit = np.unique(owner[ids == _SPLIT])
-        if len(resplit):
-            again = [self._quote_aware(texts[r]) for r in resplit.tolist()]
-            keep = ~np.isin(owner, resplit)
-            ids = np.concatenate([ids[keep], *[np.asarray(a, np.int64) for a in again]])
-            owner = np.concatenate([owner[keep], np.repeat(resplit, [len(a) for a in again])])
-            order = np.argsort(owner, kind="stable")
-            ids, owner = ids[order], owner[order]
-        return ids, owner
-
-    def _quote_aware(self, text: str) -> list[int]:
-        try:
-            segments = [segment for _, segment in _segments(text)]
-        except ProfileError:
-            return [_INVALID]
-        cache = self.segments
-        return [
-            cache[segment] if segment in cache else self._add(segment, whole=True)
-            for segment in segments
-        ]
-
-
 class _Clock:
     """Phase timings: cheap enough to keep on in production."""
 
@@ -214,8 +113,6 @@ class _Clock:
 
 _PREPARED: OrderedDict[tuple, tuple[Corpus | None, PaperIndex]] = OrderedDict()
 PREPARED_KEEP = 2
-PARSED_KEEP = 1_000_000
-"""Parsed term strings kept with a prepared index (bounds memory with adversarial profiles)."""
 """Paper sets whose index (tokens, postings, scored terms) stays ready for the next batch."""
 
 
@@ -289,14 +186,14 @@ def score_batch(
     extra = np.fromiter((len(e) for e in excluded), np.int64, len(profiles)) + limits
     np.maximum.at(need, profile_row, extra)
 
-    compiler = _Compiler(corpus, index.parsed)
+    compiler = Compiler(corpus, index.parsed)
     flat, owner = compiler.compile(list(rows))
     entry_unit = np.asarray(compiler.entry_unit, np.int64)
     entry_weight = np.asarray(compiler.entry_weight, np.float32)
     entry_exclude = np.asarray(compiler.entry_exclude, bool)
     real = flat >= 0
     invalid = np.zeros(len(rows), bool)
-    invalid[owner[flat == _INVALID]] = True
+    invalid[owner[flat == INVALID]] = True
     terms = np.bincount(owner[real], minlength=len(rows))
     positive = np.bincount(owner[real], ~entry_exclude[flat[real]], minlength=len(rows))
     invalid |= (terms > MAX_TERMS) | (positive == 0)
@@ -342,7 +239,7 @@ def score_batch(
     )
 
     boost = _boost(papers, settings.trending_weight)
-    scorer = _Scorer(u, q, boost, settings.min_score, int(need.max(initial=0)))
+    scorer = Scorer(u, q, boost, settings.min_score, int(need.max(initial=0)))
     clock.lap("matrices")
     out_counts, out_papers, out_scores, out_masks = [], [], [], []
     for start in range(0, len(rows), scorer.chunk_rows):
@@ -351,7 +248,7 @@ def score_batch(
         out_counts.append(np.bincount(r, minlength=stop - start))
         out_papers.append(c)
         out_scores.append(v)
-        out_masks.append(_matched_masks(r + start, c, term_ptr, term_unit, full_bits))
+        out_masks.append(matched_masks(r + start, c, term_ptr, term_unit, full_bits))
     clock.lap("top-k")
     row_ptr = np.concatenate([[0], np.cumsum(np.concatenate([[], *out_counts]))]).astype(np.int64)
     res_papers = np.concatenate([np.empty(0, np.int32), *out_papers])
@@ -382,109 +279,6 @@ def _warn_invalid(texts: list[str]) -> None:
             log.warning("skipping an invalid profile: %s", exc)
     if len(texts) > 5:
         log.warning("skipping %d more invalid profiles", len(texts) - 5)
-
-
-class _Scorer:
-    """Scores chunks of profiles and keeps each one's top k, in bounded memory.
-
-    Units that touch many papers (common words) go into a dense matrix, the rest stay sparse:
-    Q @ U_dense is a fast sparse-times-dense product and the long tail costs only its non-zeros.
-    Trending is folded into U (a per-paper factor), so the product gives the final scores.
-    """
-
-    def __init__(
-        self, u: sp.csr_matrix, q: sp.csr_matrix, boost: np.ndarray, min_score: float, k: int
-    ) -> None:
-        n_papers = u.shape[1]
-        self.n_papers = n_papers
-        # blocks per score row: the k-th best block maximum bounds the k-th best score
-        self.n_blocks = int(min(max(2 * k, 16), max(n_papers, 1)))
-        self.block = -(-max(n_papers, 1) // self.n_blocks)
-        self.width = self.n_blocks * self.block
-        fill = np.diff(u.indptr)
-        cap = DENSE_BYTES // (4 * self.width)
-        by_fill = np.argsort(-fill, kind="stable")[:cap]
-        heavy = np.zeros(u.shape[0], bool)
-        heavy[by_fill[fill[by_fill] >= DENSE_MIN_FILL * n_papers]] = True
-        position = np.empty(u.shape[0], np.int64)
-        position[heavy] = np.arange(int(heavy.sum()))
-        position[~heavy] = np.arange(int((~heavy).sum()))
-        dense = np.zeros((int(heavy.sum()), self.width), np.float32)
-        dense[:, :n_papers] = u[np.flatnonzero(heavy)].toarray() * boost
-        self.dense = dense
-        self.sparse = sp.csr_matrix(u[np.flatnonzero(~heavy)].multiply(boost[None, :]))
-        self.q_dense = _columns(q, heavy, position, dense.shape[0])
-        self.q_sparse = _columns(q, ~heavy, position, self.sparse.shape[0])
-        floor = max(min_score, 1e-30)  # min_score 0 still means "some score"
-        self.min_boosted = np.full(self.width, np.inf, np.float32)
-        self.min_boosted[:n_papers] = floor * boost
-        self.trust = floor * float(boost.max(initial=1.0))
-        self.floor = np.float32(floor * 0.999)
-        self.chunk_rows = max(1, min(CHUNK_ROWS, BLOCK_BYTES // (4 * self.width)))
-
-    def top(self, start: int, stop: int, need: np.ndarray) -> tuple[np.ndarray, ...]:
-        """(row, paper, score) of the best `need[r]` papers of each profile row in the chunk."""
-        n = stop - start
-        s = self.q_dense[start:stop] @ self.dense if self.dense.shape[0] else None
-        if s is None:
-            s = np.zeros((n, self.width), np.float32)
-        s = np.asarray(s, np.float32)
-        if self.sparse.nnz:
-            light = (self.q_sparse[start:stop] @ self.sparse).tocsr()
-            light_rows = np.repeat(np.arange(n), np.diff(light.indptr))
-            s[light_rows, light.indices] += light.data
-        maxima = s.reshape(n, self.n_blocks, self.block).max(axis=2)
-        maxima.sort(axis=1)
-        k = np.minimum(need, self.n_blocks)
-        threshold = maxima[np.arange(n), np.maximum(self.n_blocks - k, 0)]
-        threshold[need == 0] = np.inf
-        # a block maximum under the (boosted) minimum may be a score that does not count;
-        # such rows have few relevant papers anyway: take all that pass the minimum
-        low = ((threshold < self.trust) & (need > 0)) | (need > self.n_blocks)
-        threshold[low] = self.floor  # under every boosted minimum: checked per paper below
-        flat = np.flatnonzero(s >= threshold[:, None])
-        row = flat // self.width
-        col = flat % self.width
-        val = s.ravel()[flat]
-        ok = val >= self.min_boosted[col]
-        row, col, val = row[ok], col[ok], val[ok]
-        order = np.lexsort((col, -val, row))
-        row, col, val = row[order], col[order], val[order]
-        counts = np.bincount(row, minlength=n)
-        starts = np.cumsum(counts) - counts
-        keep = np.arange(len(row)) - starts[row] < need[row]
-        return row[keep], col[keep].astype(np.int32), val[keep].astype(np.float32)
-
-
-def _columns(q: sp.csr_matrix, take: np.ndarray, position: np.ndarray, width: int) -> sp.csr_matrix:
-    """The entries of q whose column is in `take`, renumbered: one half of the dense/sparse split."""
-    keep = take[q.indices]
-    rows = np.repeat(np.arange(q.shape[0]), np.diff(q.indptr))[keep]
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=q.shape[0]))])
-    return sp.csr_matrix(
-        (q.data[keep], position[q.indices[keep]], indptr), shape=(q.shape[0], width)
-    )
-
-
-def _matched_masks(
-    rows: np.ndarray,
-    papers: np.ndarray,
-    term_ptr: np.ndarray,
-    term_unit: np.ndarray,
-    full_bits: np.ndarray,
-) -> np.ndarray:
-    """Per result, a bit per term of its profile: did that term fully match the paper."""
-    if not len(rows):
-        return np.empty(0, np.int64)
-    counts = term_ptr[rows + 1] - term_ptr[rows]
-    pair = np.repeat(np.arange(len(rows)), counts)
-    first = np.repeat(term_ptr[rows], counts)
-    ordinal = np.arange(len(pair)) - np.repeat(np.cumsum(counts) - counts, counts)
-    unit = term_unit[first + ordinal]
-    paper = papers[pair].astype(np.int64)
-    hit = (full_bits[unit, paper >> 3] >> (7 - (paper & 7)).astype(np.uint8)) & 1
-    bits = np.where(hit.astype(bool), np.left_shift(np.int64(1), ordinal), 0)
-    return np.add.reduceat(bits, np.cumsum(counts) - counts)
 
 
 def rank(

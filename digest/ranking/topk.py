@@ -1,0 +1,118 @@
+"""Top-k per profile: scores in chunks, dense for common terms and sparse for the rest, in bounded memory."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+CHUNK_ROWS = 20_000
+"""At most this many distinct profiles per chunk (fewer when there are many papers)."""
+DENSE_BYTES = 256 * 2**20
+"""Budget for the dense part of the unit matrix (units touching many papers)."""
+DENSE_MIN_FILL = 0.02
+"""A unit touching at least this share of the papers is cheaper dense than sparse."""
+BLOCK_BYTES = 128 * 2**20
+"""Budget for one chunk's score block (profiles x papers, float32)."""
+
+
+class Scorer:
+    """Scores chunks of profiles and keeps each one's top k, in bounded memory.
+
+    Units that touch many papers (common words) go into a dense matrix, the rest stay sparse:
+    Q @ U_dense is a fast sparse-times-dense product and the long tail costs only its non-zeros.
+    Trending is folded into U (a per-paper factor), so the product gives the final scores.
+    """
+
+    def __init__(
+        self, u: sp.csr_matrix, q: sp.csr_matrix, boost: np.ndarray, min_score: float, k: int
+    ) -> None:
+        n_papers = u.shape[1]
+        self.n_papers = n_papers
+        # blocks per score row: the k-th best block maximum bounds the k-th best score
+        self.n_blocks = int(min(max(2 * k, 16), max(n_papers, 1)))
+        self.block = -(-max(n_papers, 1) // self.n_blocks)
+        self.width = self.n_blocks * self.block
+        fill = np.diff(u.indptr)
+        cap = DENSE_BYTES // (4 * self.width)
+        by_fill = np.argsort(-fill, kind="stable")[:cap]
+        heavy = np.zeros(u.shape[0], bool)
+        heavy[by_fill[fill[by_fill] >= DENSE_MIN_FILL * n_papers]] = True
+        position = np.empty(u.shape[0], np.int64)
+        position[heavy] = np.arange(int(heavy.sum()))
+        position[~heavy] = np.arange(int((~heavy).sum()))
+        dense = np.zeros((int(heavy.sum()), self.width), np.float32)
+        dense[:, :n_papers] = u[np.flatnonzero(heavy)].toarray() * boost
+        self.dense = dense
+        self.sparse = sp.csr_matrix(u[np.flatnonzero(~heavy)].multiply(boost[None, :]))
+        self.q_dense = _columns(q, heavy, position, dense.shape[0])
+        self.q_sparse = _columns(q, ~heavy, position, self.sparse.shape[0])
+        floor = max(min_score, 1e-30)  # min_score 0 still means "some score"
+        self.min_boosted = np.full(self.width, np.inf, np.float32)
+        self.min_boosted[:n_papers] = floor * boost
+        self.trust = floor * float(boost.max(initial=1.0))
+        self.floor = np.float32(floor * 0.999)
+        self.chunk_rows = max(1, min(CHUNK_ROWS, BLOCK_BYTES // (4 * self.width)))
+
+    def top(self, start: int, stop: int, need: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(row, paper, score) of the best `need[r]` papers of each profile row in the chunk."""
+        n = stop - start
+        s = self.q_dense[start:stop] @ self.dense if self.dense.shape[0] else None
+        if s is None:
+            s = np.zeros((n, self.width), np.float32)
+        s = np.asarray(s, np.float32)
+        if self.sparse.nnz:
+            light = (self.q_sparse[start:stop] @ self.sparse).tocsr()
+            light_rows = np.repeat(np.arange(n), np.diff(light.indptr))
+            s[light_rows, light.indices] += light.data
+        maxima = s.reshape(n, self.n_blocks, self.block).max(axis=2)
+        maxima.sort(axis=1)
+        k = np.minimum(need, self.n_blocks)
+        threshold = maxima[np.arange(n), np.maximum(self.n_blocks - k, 0)]
+        threshold[need == 0] = np.inf
+        # a block maximum under the (boosted) minimum may be a score that does not count;
+        # such rows have few relevant papers anyway: take all that pass the minimum
+        low = ((threshold < self.trust) & (need > 0)) | (need > self.n_blocks)
+        threshold[low] = self.floor  # under every boosted minimum: checked per paper below
+        flat = np.flatnonzero(s >= threshold[:, None])
+        row = flat // self.width
+        col = flat % self.width
+        val = s.ravel()[flat]
+        ok = val >= self.min_boosted[col]
+        row, col, val = row[ok], col[ok], val[ok]
+        order = np.lexsort((col, -val, row))
+        row, col, val = row[order], col[order], val[order]
+        counts = np.bincount(row, minlength=n)
+        starts = np.cumsum(counts) - counts
+        keep = np.arange(len(row)) - starts[row] < need[row]
+        return row[keep], col[keep].astype(np.int32), val[keep].astype(np.float32)
+
+
+def _columns(q: sp.csr_matrix, take: np.ndarray, position: np.ndarray, width: int) -> sp.csr_matrix:
+    """The entries of q whose column is in `take`, renumbered: one half of the dense/sparse split."""
+    keep = take[q.indices]
+    rows = np.repeat(np.arange(q.shape[0]), np.diff(q.indptr))[keep]
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=q.shape[0]))])
+    return sp.csr_matrix(
+        (q.data[keep], position[q.indices[keep]], indptr), shape=(q.shape[0], width)
+    )
+
+
+def matched_masks(
+    rows: np.ndarray,
+    papers: np.ndarray,
+    term_ptr: np.ndarray,
+    term_unit: np.ndarray,
+    full_bits: np.ndarray,
+) -> np.ndarray:
+    """Per result, a bit per term of its profile: did that term fully match the paper."""
+    if not len(rows):
+        return np.empty(0, np.int64)
+    counts = term_ptr[rows + 1] - term_ptr[rows]
+    pair = np.repeat(np.arange(len(rows)), counts)
+    first = np.repeat(term_ptr[rows], counts)
+    ordinal = np.arange(len(pair)) - np.repeat(np.cumsum(counts) - counts, counts)
+    unit = term_unit[first + ordinal]
+    paper = papers[pair].astype(np.int64)
+    hit = (full_bits[unit, paper >> 3] >> (7 - (paper & 7)).astype(np.uint8)) & 1
+    bits = np.where(hit.astype(bool), np.left_shift(np.int64(1), ordinal), 0)
+    return np.add.reduceat(bits, np.cumsum(counts) - counts)
