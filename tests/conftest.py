@@ -23,7 +23,13 @@ from aiosmtpd.controller import Controller
 
 from digest.config import SAMPLE_FEED, Settings, parse_settings
 
-for _plugin in ("tests.email_fixtures", "tests.web_fixtures", "tests.sources_fixtures"):
+for _plugin in (
+    "tests.email_fixtures",
+    "tests.ranking_fixtures",
+    "tests.smtp_fixtures",
+    "tests.sources_fixtures",
+    "tests.web_fixtures",
+):
     pytest.register_assert_rewrite(_plugin)
 
 DATA = Path(__file__).parent / "data"

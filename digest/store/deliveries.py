@@ -175,11 +175,16 @@ def claim_deliveries(
     )
     candidates = select(DeliveryRow.id).where(due).order_by(DeliveryRow.id).limit(limit)
     if engine.dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True)
+        # The locked picks go through a materialized CTE: as an IN (subquery), PostgreSQL may
+        # evaluate the LIMIT ... SKIP LOCKED subquery more than once and lease more than `limit`.
+        picked = (
+            candidates.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
+        )
+        statement = update(DeliveryRow).where(DeliveryRow.id == picked.c.id)
+    else:
+        statement = update(DeliveryRow).where(DeliveryRow.id.in_(candidates.scalar_subquery()), due)
     statement = (
-        update(DeliveryRow)
-        .where(DeliveryRow.id.in_(candidates.scalar_subquery()), due)
-        .values(
+        statement.values(
             status=DeliveryStatus.SENDING.value,
             lease_owner=owner,
             lease_until=now + timedelta(seconds=lease_seconds),
