@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from sqlalchemy import Engine
-
 from digest import ranking, store
 from digest.config import Settings
 from digest.deliver.message import DkimSigner
@@ -61,7 +59,7 @@ class Context:
     """What every stage needs, built once per process by an entry point."""
 
     settings: Settings
-    engine: Engine
+    engine: store.Engine
     signer: Signer
     now: Callable[[], datetime] = utcnow
     _corpus_cache: dict[tuple[date, int], ranking.Corpus] = field(default_factory=dict)

@@ -3,6 +3,8 @@
 One module per table family, the way miniflux's storage has one file per table.
 """
 
+from sqlalchemy import Engine
+
 from digest.store.deliveries import (
     Claim,
     Failure,
@@ -74,6 +76,7 @@ from digest.store.subscribers import (
 
 __all__ = [
     "Claim",
+    "Engine",
     "Failure",
     "FeedItem",
     "InvalidSubscriber",
