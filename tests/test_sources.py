@@ -102,6 +102,20 @@ def test_an_unchanged_feed_costs_one_304_and_the_right_headers_are_sent(feed_ser
     assert sent["user-agent"] == "paper-digest/0.1.0 (+mailto:ops@example.org)"
 
 
+def test_a_server_without_validators_sending_the_same_feed_is_not_parsed_again(feed_server):
+    url = feed_server.feed("/plain.rss", "arxiv-cs.LG.rss")  # no ETag, no Last-Modified
+
+    first = fetch(url)
+    second = fetch(url, state=FetchState(content_hash=first.content_hash))
+    other_rules = FetchSettings(contact="ops@example.org", timeout=1.0, include_replacements=True)
+    third = fetch(url, state=FetchState(content_hash=first.content_hash), settings=other_rules)
+
+    assert first.status == "ok" and first.papers and first.content_hash
+    assert second.status == "not_modified" and second.papers == []
+    # Settings that change what the body parses into make it worth reading again.
+    assert third.status == "ok" and len(third.papers) >= len(first.papers)
+
+
 def test_redirects_are_followed_but_a_loop_fails_the_source(feed_server):
     feed_server.feed("/new/cs.LG", "arxiv-cs.LG.rss")
     moved = feed_server.route("/old/cs.LG", Reply(301, headers={"Location": "/new/cs.LG"}))

@@ -48,7 +48,9 @@ def fetch(
 
 def _fetch_one(ctx: Context, record: store.SourceRecord) -> FetchReport:
     source = SourceSettings(name=record.name, url=record.url, kind=record.kind)  # type: ignore[arg-type]
-    state = sources.FetchState(etag=record.etag, last_modified=record.last_modified)
+    state = sources.FetchState(
+        etag=record.etag, last_modified=record.last_modified, content_hash=record.content_hash
+    )
     result = sources.fetch_source(source, state, ctx.settings.fetch)
     now = ctx.now()
     counts = store.UpsertCounts()
@@ -63,6 +65,7 @@ def _fetch_one(ctx: Context, record: store.SourceRecord) -> FetchReport:
         error=result.error,
         etag=result.etag,
         last_modified=result.last_modified,
+        content_hash=result.content_hash,
         new=counts.new,
         updated=counts.updated,
         warnings=result.warnings,

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Collection, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,6 +31,9 @@ from digest.ranking.topk import Scorer, matched_masks
 log = logging.getLogger(__name__)
 
 DEFAULT_SETTINGS = RankingSettings()
+
+THREADS = max(1, min(4, os.cpu_count() or 1))
+"""Chunks scored at once (each holds one score block of topk.BLOCK_BYTES)."""
 
 PRUNE = 0.1
 """Unit scores under PRUNE x min_score are dropped before the product (impact pruning): such a
@@ -242,13 +247,25 @@ def score_batch(
     scorer = Scorer(u, q, boost, settings.min_score, int(need.max(initial=0)))
     clock.lap("matrices")
     out_counts, out_papers, out_scores, out_masks = [], [], [], []
-    for start in range(0, len(rows), scorer.chunk_rows):
+
+    def chunk(start: int) -> tuple[np.ndarray, ...]:
         stop = min(start + scorer.chunk_rows, len(rows))
         r, c, v = scorer.top(start, stop, need[start:stop])
-        out_counts.append(np.bincount(r, minlength=stop - start))
+        mask = matched_masks(r + start, c, term_ptr, term_unit, full_bits)
+        return np.bincount(r, minlength=stop - start), c, v, mask
+
+    starts = range(0, len(rows), scorer.chunk_rows)
+    if len(starts) > 1 and THREADS > 1:
+        # NumPy and SciPy release the GIL in the heavy loops, so chunks use every core.
+        with ThreadPoolExecutor(THREADS) as pool:
+            results = list(pool.map(chunk, starts))
+    else:
+        results = [chunk(start) for start in starts]
+    for counts, c, v, mask in results:
+        out_counts.append(counts)
         out_papers.append(c)
         out_scores.append(v)
-        out_masks.append(matched_masks(r + start, c, term_ptr, term_unit, full_bits))
+        out_masks.append(mask)
     clock.lap("top-k")
     row_ptr = np.concatenate([[0], np.cumsum(np.concatenate([[], *out_counts]))]).astype(np.int64)
     res_papers = np.concatenate([np.empty(0, np.int32), *out_papers])

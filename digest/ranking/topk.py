@@ -11,8 +11,8 @@ DENSE_BYTES = 256 * 2**20
 """Budget for the dense part of the unit matrix (units touching many papers)."""
 DENSE_MIN_FILL = 0.02
 """A unit touching at least this share of the papers is cheaper dense than sparse."""
-BLOCK_BYTES = 128 * 2**20
-"""Budget for one chunk's score block (profiles x papers, float32)."""
+BLOCK_BYTES = 64 * 2**20
+"""Budget for one chunk's score block (profiles x papers, float32); THREADS of them at once."""
 
 
 class Scorer:

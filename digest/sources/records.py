@@ -20,6 +20,8 @@ class FetchState:
 
     etag: str | None = None
     last_modified: str | None = None
+    content_hash: str | None = None
+    """Fingerprint of the last body read in full: an unchanged feed is not parsed again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,8 @@ class FetchResult:
     url: str = ""
     """The address finally read (after redirects), for messages."""
     bytes_read: int = 0
+    content_hash: str | None = None
+    """Fingerprint of the body (with the settings that shape parsing), to store for next time."""
 
     @property
     def ok(self) -> bool:

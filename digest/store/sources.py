@@ -28,6 +28,7 @@ class SourceRecord:
     origin: str
     etag: str | None = None
     last_modified: str | None = None
+    content_hash: str | None = None
     last_fetched_at: datetime | None = None
     last_ok_at: datetime | None = None
     last_status: str | None = None
@@ -45,6 +46,7 @@ def _record(row: SourceRow) -> SourceRecord:
         origin=row.origin,
         etag=row.etag,
         last_modified=row.last_modified,
+        content_hash=row.content_hash,
         last_fetched_at=row.last_fetched_at,
         last_ok_at=row.last_ok_at,
         last_status=row.last_status,
@@ -81,7 +83,7 @@ def sync_config_sources(engine: Engine, configured: Sequence[SourceSettings]) ->
                 continue
             if (row.url, row.kind, row.origin) != (source.url, source.kind, "config"):
                 if row.url != source.url:
-                    row.etag = row.last_modified = None
+                    row.etag = row.last_modified = row.content_hash = None
                 row.url, row.kind, row.origin = source.url, source.kind, "config"
         for name, row in rows.items():
             if row.origin == "config" and name not in wanted:
@@ -143,6 +145,7 @@ def record_fetch(
     error: str | None = None,
     etag: str | None = None,
     last_modified: str | None = None,
+    content_hash: str | None = None,
     new: int = 0,
     updated: int = 0,
     warnings: Sequence[str] = (),
@@ -158,7 +161,7 @@ def record_fetch(
         if status in ("ok", "not_modified"):
             row.last_ok_at = now
             row.last_new, row.last_updated = new, updated
-            if status == "ok":
-                row.etag, row.last_modified = etag, last_modified
+            row.etag, row.last_modified = etag, last_modified
+            row.content_hash = content_hash or row.content_hash
         else:
             row.last_new = row.last_updated = 0
