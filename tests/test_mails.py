@@ -80,3 +80,35 @@ def test_an_unreachable_relay_is_a_clear_error(make_settings: Any) -> None:
         assert "new@uni.example" in str(exc)
     else:
         raise AssertionError("sending to a closed port must fail")
+
+
+def test_a_relay_that_is_down_stops_the_run_and_keeps_every_digest_queued(
+    make_settings: Any,
+) -> None:
+    from conftest import free_port
+
+    from digest.deliver.transport import RelayError
+
+    ctx = pipeline.build_context(
+        make_settings(smtp={"port": free_port(), "retries": 1, "retry_backoff": 0.01})
+    )
+    for i in range(3):
+        store.add_subscriber(
+            ctx.engine,
+            f"r{i}@uni.example",
+            Preferences(keywords="diffusion", channels=("email",)),
+            confirmed=True,
+            now=ctx.now(),
+        )
+    pipeline.fetch(ctx)
+    pipeline.plan(ctx)
+
+    try:
+        pipeline.send_pending(ctx)
+    except RelayError as exc:
+        assert "nothing was sent" in str(exc)
+    else:
+        raise AssertionError("a relay nobody listens on must stop the run")
+
+    counts = store.delivery_counts(ctx.engine)
+    assert counts == {"pending": 3}  # no attempt burned: tomorrow's run sends them all

@@ -205,6 +205,8 @@ class SmtpTransport:
         self._limiter = _RateLimiter(settings.rate_limit)
         self._fatal: RelayError | None = None
         self.connections_opened = 0
+        self.connected_once = False
+        """Whether any connection of this pool reached the relay (a relay down from the start is a RelayError)."""
         """How many SMTP connections this transport has opened (reuse shows here)."""
 
     @property
@@ -216,6 +218,7 @@ class SmtpTransport:
         if self._queue is None:
             self._queue = asyncio.Queue()
             self._fatal = None
+            self.connected_once = False
             self._workers = [
                 asyncio.create_task(self._worker(self._queue))
                 for _ in range(self.settings.connections)
@@ -274,8 +277,16 @@ class SmtpTransport:
                     failure = await self._connect(client, job.envelope)
                     if failure is not None:
                         client = None
+                        if not self.connected_once and job.attempt >= self.retries:
+                            # The relay never answered this run: that is the relay's outage,
+                            # not this reader's failure; stop and leave every digest queued.
+                            raise RelayError(
+                                f"{failure.error} (nothing was sent: check [smtp] host and port, "
+                                "and that the relay is up; queued digests go out on the next run)"
+                            )
                         await self._settle(job, failure)
                         continue
+                    self.connected_once = True
                 result, usable = await self._send_one(client, job.envelope)
                 if not usable:
                     _close(client)

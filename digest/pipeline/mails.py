@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from digest import store
-from digest.deliver.transport import (
-    SendResult,
-)
+from digest.deliver.transport import RelayError, SendResult
 from digest.models import (
     DigestLinks,
     RenderedEmail,
@@ -22,7 +20,10 @@ def _send_one(
 ) -> SendResult:
     results: list[SendResult] = []
     envelope = envelope_for(ctx, 0, to, rendered, links)
-    run_sync(ctx.transport().send_many([envelope], results.append))
+    try:
+        run_sync(ctx.transport().send_many([envelope], results.append))
+    except RelayError as exc:
+        return SendResult(envelope.key, False, error=str(exc))
     return results[0]
 
 
