@@ -29,14 +29,6 @@ from digest.sources import parse_feed
 from digest.web import create_app
 from tests.conftest import Mailbox, free_port
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "web"
 DATA = Path(__file__).parent / "data" / "web"
 WAIT_SECONDS = 20.0
@@ -155,22 +147,6 @@ def make_site(make_settings: Any, smtp_server: Mailbox) -> Iterator[Callable[...
 def live_site(make_site: Callable[..., LiveSite]) -> LiveSite:
     """The app with default web settings."""
     return make_site()
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    """Debian's headless Chromium, driven by Playwright."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture
