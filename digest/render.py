@@ -626,7 +626,9 @@ class EmailRenderer:
         # Non-ASCII as character references keeps the HTML part 7-bit; <style> is checked ASCII.
         if not html.isascii():
             html = html.encode("ascii", "xmlcharrefreplace").decode("ascii")
-        while "\n\n\n\n" in text:  # at most two blank lines in a row (str.replace beats a regex here)
+        while (
+            "\n\n\n\n" in text
+        ):  # at most two blank lines in a row (str.replace beats a regex here)
             text = text.replace("\n\n\n\n", "\n\n\n")
         text = text.strip("\n") + "\n"
         return html, text
@@ -716,19 +718,9 @@ class EmailRenderer:
 
     def confirmation(self, email: str, confirm_url: str) -> RenderedEmail:
         """The double opt-in mail: one button that confirms the address."""
-        url = safe_url(confirm_url)
-        if not url:
-            raise ValueError(f"confirm_url must be an absolute http(s) URL, got {confirm_url!r}")
+        url = _required_url(confirm_url, "confirm_url")
         subject = f"Confirm your subscription to {self._site_title}"
-        context = {
-            "subject": subject,
-            "site_title": self._site_title,
-            "email": clean_text(email, 254),
-            "confirm_url": url,
-            "postal_address": self._postal,
-        }
-        html, text = self._fill("confirmation", context)
-        return RenderedEmail(subject=subject, html=html, text=text)
+        return self._single("confirmation", subject, email, confirm_url=url)
 
     def already_subscribed(self, email: str, preferences_url: str) -> RenderedEmail:
         """Answer to a sign-up for an address that already gets the digest: its preferences link.
@@ -736,35 +728,34 @@ class EmailRenderer:
         The sign-up form says the same thing either way, so this mail is how the owner of the
         address (and only they) learns it was already subscribed.
         """
-        url = safe_url(preferences_url)
-        if not url:
-            raise ValueError(
-                f"preferences_url must be an absolute http(s) URL, got {preferences_url!r}"
-            )
+        url = _required_url(preferences_url, "preferences_url")
         subject = f"You already get {self._site_title}"
-        context = {
-            "subject": subject,
-            "site_title": self._site_title,
-            "email": clean_text(email, 254),
-            "preferences_url": url,
-            "postal_address": self._postal,
-        }
-        html, text = self._fill("already_subscribed", context)
-        return RenderedEmail(subject=subject, html=html, text=text)
+        return self._single("already_subscribed", subject, email, preferences_url=url)
 
     def goodbye(self, email: str, resubscribe_url: str) -> RenderedEmail:
         """The last mail after an unsubscribe, with a way back."""
         url = safe_url(resubscribe_url) or self.site.base_url + "/"
         subject = f"You are unsubscribed from {self._site_title}"
+        return self._single("goodbye", subject, email, resubscribe_url=url)
+
+    def _single(self, name: str, subject: str, email: str, **links: str) -> RenderedEmail:
+        """A one-purpose mail (no papers): the shared context plus its own links."""
         context = {
             "subject": subject,
             "site_title": self._site_title,
             "email": clean_text(email, 254),
-            "resubscribe_url": url,
             "postal_address": self._postal,
+            **links,
         }
-        html, text = self._fill("goodbye", context)
+        html, text = self._fill(name, context)
         return RenderedEmail(subject=subject, html=html, text=text)
+
+
+def _required_url(value: str, name: str) -> str:
+    url = safe_url(value)
+    if not url:
+        raise ValueError(f"{name} must be an absolute http(s) URL, got {value!r}")
+    return url
 
 
 def _wrap_filter(value: object, indent: str = "", first: str = "") -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import ssl
 import subprocess
 import sys
@@ -24,6 +23,8 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from tests.conftest import free_port
 
 USER, PASSWORD = "digest", "s3cret-relay"
 
@@ -109,13 +110,6 @@ def _authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data
         and data.password == PASSWORD.encode()
     )
     return AuthResult(success=ok, handled=False)
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -76,20 +76,11 @@ def fetch_source(
         fetched = _fetch_bytes(source.url, state, settings, client, backoff, max_retry_wait, sleep)
     except SourceError as exc:
         return _failed(source, state, str(exc))
-    if fetched.status == 304:
-        return FetchResult(
-            source=source.name,
-            status="not_modified",
-            papers=[],
-            kind=source.kind,
-            etag=fetched.etag or state.etag,
-            last_modified=fetched.last_modified or state.last_modified,
-            error=None,
-            url=fetched.url,
-        )
-    fingerprint = body_fingerprint(fetched.content, source, settings)
-    if state.content_hash is not None and fingerprint == state.content_hash:
-        # Servers without ETag / Last-Modified send the same body again: skip the parse.
+    fingerprint = (
+        None if fetched.status == 304 else body_fingerprint(fetched.content, source, settings)
+    )
+    # A 304, or the same body again from a server without ETag / Last-Modified: nothing to parse.
+    if fetched.status == 304 or (state.content_hash and fingerprint == state.content_hash):
         return FetchResult(
             source=source.name,
             status="not_modified",
@@ -100,7 +91,7 @@ def fetch_source(
             error=None,
             url=fetched.url,
             bytes_read=len(fetched.content),
-            content_hash=fingerprint,
+            content_hash=fingerprint or state.content_hash,
         )
     try:
         parsed = parse_feed(
