@@ -164,9 +164,13 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's headless Chromium, driven by Playwright (skipped where absent, never in CI)."""
+    """Debian's headless Chromium, driven by Playwright (skipped where absent, never in CI).
+
+    Module-scoped: Playwright's sync API keeps an event loop running in the main thread while
+    it is open, which other modules' tests (asyncio.run) must not meet.
+    """
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is missing, and CI needs it (apt-get install chromium)")
