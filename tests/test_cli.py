@@ -190,3 +190,29 @@ def test_init_writes_a_starter_config_and_database(
     again = CliRunner().invoke(cli, ["init"], catch_exceptions=False)
     assert "leaving it as it is" in again.stderr
     assert (tmp_path / "digest.toml").read_text() == text
+
+
+def test_quiet_prints_nothing_but_errors(config_file: Path, tmp_path: Path) -> None:
+    quiet = CliRunner().invoke(
+        cli, ["--config", str(config_file), "-q", "run", "--dry-run"], catch_exceptions=False
+    )
+    assert quiet.exit_code == 0
+    assert quiet.stdout == "" and quiet.stderr == ""
+
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[smtp]\nsecurity = 'ssl'\n", encoding="utf-8")
+    failed = CliRunner().invoke(
+        cli, ["--config", str(broken), "-q", "fetch"], catch_exceptions=False
+    )
+    assert failed.exit_code == 2
+    assert "smtp.security" in failed.stderr
+
+
+def test_error_messages_keep_bracketed_config_names(config_file: Path, tmp_path: Path) -> None:
+    """A message such as "check [smtp] host" must reach the operator with its brackets."""
+    from digest.cli.base import error
+
+    runner = CliRunner()
+    with runner.isolation() as (_out, err, _):
+        error("check [smtp] host and port")
+    assert b"check [smtp] host and port" in err.getvalue()

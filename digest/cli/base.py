@@ -81,11 +81,18 @@ class State:
     envvar="DIGEST_CONFIG",
     help="Config file (default: $DIGEST_CONFIG, else ./digest.toml if present, else built-in defaults).",
 )
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="Print nothing but errors (and JSON when asked for): for cron.",
+)
 @click.version_option(__version__, prog_name="paper-digest")
 @click.pass_context
-def cli(ctx: click.Context, config_path: str | None) -> None:
+def cli(ctx: click.Context, config_path: str | None, quiet: bool) -> None:
     """paper-digest: the day's new papers that match your readers' interests, by email and RSS."""
     ctx.obj = State(config_path)
+    stdout.quiet = stderr.quiet = quiet
 
 
 def handle_errors(func: F) -> F:
@@ -113,6 +120,7 @@ if not stdout.is_terminal:
     # Under cron or in a pipe there is no terminal width; keep tables readable in the log.
     stdout = Console(highlight=False, width=140)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def plain(*values: object) -> list[Text]:
@@ -121,8 +129,8 @@ def plain(*values: object) -> list[Text]:
 
 
 def error(message: str) -> None:
-    """Print an error on stderr."""
-    stderr.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    """Print an error on stderr, even with --quiet (messages name keys like [smtp]: no markup)."""
+    errors.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False)
 
 
 def info(message: str) -> None:
