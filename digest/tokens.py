@@ -48,11 +48,15 @@ class Signer:
     def __init__(self, secret_key: str) -> None:
         if len(secret_key) < 16:
             raise ValueError("the secret key must be at least 16 characters long")
-        common = {"key_derivation": "hmac", "digest_method": "sha256"}
         self._signers: dict[Scope, itsdangerous.Signer] = {
             scope: (
                 itsdangerous.TimestampSigner if scope is Scope.CONFIRM else itsdangerous.Signer
-            )(secret_key, salt=f"paper-digest.{scope.value}", **common)
+            )(
+                secret_key,
+                salt=f"paper-digest.{scope.value}",
+                key_derivation="hmac",
+                digest_method="sha256",  # hmac.new takes the name as well as the constructor
+            )
             for scope in Scope
         }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -105,6 +106,24 @@ def test_hugging_face_daily_papers_bring_upvotes_the_trending_signal():
     assert papers["2412.00042"].published_at == datetime(2024, 11, 29, 18, 59, 59, tzinfo=UTC)
     assert papers["2412.00042"].url == "https://arxiv.org/abs/2412.00042"
     assert parsed.warnings == ["1 items in the JSON had no paper id or title and were left out"]
+
+
+def test_a_malformed_hugging_face_item_is_left_out_and_the_rest_are_kept():
+    items = [
+        {"paper": {"id": "2411.01234", "title": "Kept", "authors": [{"name": "Ana López"}]}},
+        {"paper": None, "title": "No paper and no id of its own"},
+        {"title": "No paper field at all"},
+        {"paper": ["not", "an", "object"]},
+        {"paper": {"id": "2411.05555", "title": "Authors not a list", "authors": 5}},
+        {"paper": None, "id": "2411.06666", "title": "A flat item is read from its own fields"},
+    ]
+    parsed = parse_feed(json.dumps(items).encode(), source_name="test")
+    papers = by_key(parsed)
+
+    assert sorted(papers) == ["2411.01234", "2411.05555", "2411.06666"]
+    assert papers["2411.01234"].authors == ("Ana López",)
+    assert papers["2411.05555"].authors == ()  # used to raise TypeError and fail the source
+    assert parsed.warnings == ["3 items in the JSON had no paper id or title and were left out"]
 
 
 def test_a_blog_post_about_an_arxiv_paper_is_that_paper():

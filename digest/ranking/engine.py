@@ -167,8 +167,9 @@ def score_batch(
     index = _prepared(papers, corpus, settings)
     corpus = index.corpus
     clock.lap("papers")
-    limits = np.full(len(profiles), limit, np.int64) if isinstance(limit, int) else None
-    if limits is None:
+    if isinstance(limit, int):
+        limits = np.full(len(profiles), limit, np.int64)
+    else:
         limits = np.asarray(list(limit), np.int64)
         if len(limits) != len(profiles):
             raise ValueError(f"{len(limits)} limits for {len(profiles)} profiles")

@@ -261,8 +261,8 @@ class PaperIndex:
                 )
         for field, items in simple.items():
             parts.append(self._simple_many(field, items))
-        for field, items in bags.items():
-            parts.append(self._bags_many(field, items))
+        for field, bag_items in bags.items():
+            parts.append(self._bags_many(field, bag_items))
         if not parts:
             return (np.empty(0, np.int64), _EMPTY.papers, _EMPTY.scores, _EMPTY.full)
         unit, paper, score, full = (np.concatenate(x) for x in zip(*parts, strict=True))
@@ -404,6 +404,7 @@ class PaperIndex:
         bag = np.asarray(need_bag, np.int64)
         key = np.asarray(need_key, np.int64)
         pair_key, pair_seg = self._pairs(ordered, np.unique([s for c in contents for s in c]))
+        sel: np.ndarray | slice
         if field == "title":
             sel = pair_seg < self.n
         elif field == "abstract":

@@ -204,6 +204,7 @@ def _entry_to_paper(entry: Any, kind: str, source_name: str) -> tuple[str | None
     key = arxiv_id or entry_id.strip() or link.strip()
     if not key or not title:
         return announce, None
+    pdf_url: str | None
     if arxiv_id:
         url, pdf_url = arxiv_abs_url(arxiv_id), arxiv_pdf_url(arxiv_id)
     else:
@@ -309,7 +310,7 @@ def _add(papers: dict[str, Paper], paper: Paper) -> None:
         pdf_url=seen.pdf_url or paper.pdf_url,
         categories=dedupe(seen.categories + paper.categories),
         published_at=min(filter(None, (seen.published_at, paper.published_at)), default=None),
-        upvotes=max(filter(lambda v: v is not None, (seen.upvotes, paper.upvotes)), default=None),
+        upvotes=max((v for v in (seen.upvotes, paper.upvotes) if v is not None), default=None),
         sources=seen.sources,
     )
 
@@ -349,16 +350,20 @@ def _parse_hf_daily(body: bytes, *, source_name: str, warnings: list[str]) -> Pa
 
 
 def _hf_paper(item: Mapping[str, Any], source_name: str) -> Paper | None:
-    paper = item.get("paper") if isinstance(item.get("paper"), dict) else item
+    nested = item.get("paper")
+    # The API nests the paper; a flat item (or "paper": null) is read from its own fields.
+    paper: Mapping[str, Any] = nested if isinstance(nested, dict) else item
     raw_id = str(paper.get("id") or item.get("id") or "").strip()
     title = clean_text(str(paper.get("title") or item.get("title") or ""))
     if not raw_id or not title:
         return None
     arxiv_id = paper_key(raw_id)
     key = arxiv_id or f"https://huggingface.co/papers/{raw_id}"
+    raw_authors = paper.get("authors")
+    # Anything but a list (null, a number, an object) means no authors, not a failed source.
     authors = [
         author_name(str(a.get("name")))
-        for a in paper.get("authors") or ()
+        for a in (raw_authors if isinstance(raw_authors, list) else ())
         if isinstance(a, dict) and a.get("name")
     ]
     return Paper(

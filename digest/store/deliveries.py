@@ -11,9 +11,23 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, cast
 
-from sqlalchemy import Boolean, Engine, and_, bindparam, case, delete, func, or_, select, update
+from sqlalchemy import (
+    Boolean,
+    CursorResult,
+    Engine,
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -123,7 +137,8 @@ def release_expired(engine: Engine, *, now: datetime, max_attempts: int | None =
             )
             .execution_options(synchronize_session=False)
         )
-        return result.rowcount or 0
+        # An UPDATE gives a CursorResult; Session.execute is typed as returning any Result.
+        return cast(CursorResult[Any], result).rowcount or 0
 
 
 def release_claims(engine: Engine, ids: Sequence[int], *, owner: str) -> int:
@@ -150,7 +165,7 @@ def release_claims(engine: Engine, ids: Sequence[int], *, owner: str) -> int:
                 )
                 .execution_options(synchronize_session=False)
             )
-            released += result.rowcount or 0
+            released += cast(CursorResult[Any], result).rowcount or 0
     return released
 
 
@@ -269,8 +284,9 @@ class Failure:
     """The relay refused the address itself: counts towards marking the subscriber bounced."""
 
 
-_table = DeliveryRow.__table__
-_subscribers = SubscriberRow.__table__
+# A mapped class's __table__ is typed as FromClause; for these declarative classes it is a Table.
+_table = cast(Table, DeliveryRow.__table__)
+_subscribers = cast(Table, SubscriberRow.__table__)
 
 
 def record_results(
@@ -427,7 +443,7 @@ def save_many_items(engine: Engine, items: dict[int, Sequence[Match]]) -> None:
                 )
             )
         if rows:
-            session.execute(DeliveryItemRow.__table__.insert(), rows)
+            session.execute(cast(Table, DeliveryItemRow.__table__).insert(), rows)
 
 
 def sent_paper_ids(engine: Engine, subscriber_ids: Iterable[int]) -> dict[int, set[int]]:
@@ -505,7 +521,10 @@ def feed_items(engine: Engine, subscriber_id: int, *, since: date) -> list[FeedI
             if paper_id in seen:
                 continue
             seen.add(paper_id)
-            items.append(FeedItem(digest_date, sent_at, paper_id, score, tuple(matched or ())))
+            # Marking a row sent always sets sent_at; a row edited by hand may lack it, and
+            # its digest day is then the best date the feed entry can carry.
+            updated = sent_at or datetime.combine(digest_date, time(), UTC)
+            items.append(FeedItem(digest_date, updated, paper_id, score, tuple(matched or ())))
     return items
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import CursorResult, Engine, delete, func, select
 
 from digest.store.engine import transaction
 from digest.store.schema import RateRow
@@ -34,4 +35,5 @@ def prune_rate_events(engine: Engine, *, before: datetime) -> int:
     """Delete every rate-limit event older than `before` (all buckets); returns how many."""
     with transaction(engine) as session:
         result = session.execute(delete(RateRow).where(RateRow.at < before))
-        return result.rowcount or 0
+        # A DELETE gives a CursorResult; Session.execute is typed as returning any Result.
+        return cast(CursorResult[Any], result).rowcount or 0

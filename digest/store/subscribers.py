@@ -6,10 +6,10 @@ import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import CursorResult, Engine, func, select, update
 from sqlalchemy.orm import Session
 
 from digest.config import validate_timezone
@@ -198,7 +198,8 @@ def confirm_subscriber(engine: Engine, subscriber_id: int, version: int, *, now:
                 token_version=SubscriberRow.token_version + 1,
             )
         )
-        return result.rowcount == 1
+        # An UPDATE gives a CursorResult; Session.execute is typed as returning any Result.
+        return cast(CursorResult[Any], result).rowcount == 1
 
 
 def update_preferences(engine: Engine, subscriber_id: int, preferences: Preferences) -> Subscriber:
