@@ -42,6 +42,16 @@ USER_ERRORS: tuple[tuple[type[BaseException], int], ...] = (
     (DkimError, 2),
 )
 
+# What happens next, for the errors where that is not obvious from the message.
+HINTS: tuple[tuple[type[BaseException], str], ...] = (
+    (RelayError, "Nothing was lost: the digests stay queued and the next run sends them."),
+    (
+        MailError,
+        "The reader stays pending: run the same command again once mail works "
+        "(or add --confirmed if they already agreed).",
+    ),
+)
+
 FORMAT = click.option(
     "--format",
     "fmt",
@@ -105,6 +115,9 @@ def handle_errors(func: F) -> F:
         except tuple(kind for kind, _ in USER_ERRORS) as exc:
             code = next(code for kind, code in USER_ERRORS if isinstance(exc, kind))
             error(str(exc))
+            hint = next((text for kind, text in HINTS if isinstance(exc, kind)), None)
+            if hint:
+                errors.print(Text(hint), highlight=False)
             sys.exit(code)
 
     return wrapper  # type: ignore[return-value]

@@ -282,7 +282,7 @@ class SmtpTransport:
                             # not this reader's failure; stop and leave every digest queued.
                             raise RelayError(
                                 f"{failure.error} (nothing was sent: check [smtp] host and port, "
-                                "and that the relay is up; queued digests go out on the next run)"
+                                "and that the relay is up)"
                             )
                         await self._settle(job, failure)
                         continue
