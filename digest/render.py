@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 from mjml import mjml2html
 
 from digest.config import EmailSettings, SiteSettings, resource_dir
@@ -200,8 +201,9 @@ class Memo:
     Only for macros whose output depends on their arguments alone.
     """
 
-    def __init__(self, limit: int = 20_000) -> None:
+    def __init__(self, limit: int = 20_000, *, ascii_html: bool = False) -> None:
         self.limit = limit
+        self.ascii_html = ascii_html
         self.cache: dict[tuple[Any, ...], Any] = {}
 
     def __call__(self, macro: Any, *args: Any) -> Any:
@@ -210,7 +212,11 @@ class Memo:
         if found is None:
             if len(self.cache) >= self.limit:
                 self.cache.clear()
-            found = self.cache[key] = macro(*args)
+            found = macro(*args)
+            if self.ascii_html and not found.isascii():
+                # Character references once per card, not once per message (the part stays 7-bit).
+                found = Markup(found.encode("ascii", "xmlcharrefreplace").decode("ascii"))
+            self.cache[key] = found
         return found
 
 
@@ -590,7 +596,8 @@ class EmailRenderer:
         if problems:
             raise TemplateError(str(path), "; ".join(problems))
         try:
-            return str(path), self._html_env.from_string(html, globals={"memo": Memo()})
+            memo = Memo(ascii_html=True)
+            return str(path), self._html_env.from_string(html, globals={"memo": memo})
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(str(path), f"after MJML compilation: {exc.message}") from None
 

@@ -176,12 +176,25 @@ def quoted_printable(lines: list[bytes]) -> bytes:
     """RFC 2045 quoted-printable, CRLF-joined, each line encoded by binascii (C speed).
 
     Per line, so a hard break is always CRLF and only soft breaks (`=` at 76 octets) are added;
-    binascii encodes `=`, non-ASCII bytes and whitespace at the end of a line.
+    binascii encodes `=`, non-ASCII bytes and whitespace at the end of a line. Lines repeat from
+    one reader's digest to the next (a paper's title, authors, snippet), so each is encoded once.
     """
-    return b"\r\n".join(
-        binascii.b2a_qp(line, quotetabs=False, istext=True, header=False).replace(b"=\n", b"=\r\n")
-        for line in lines
-    )
+    cache = _QP_LINES
+    if len(cache) > _QP_LINES_LIMIT:
+        cache.clear()
+    encoded = []
+    for line in lines:
+        found = cache.get(line)
+        if found is None:
+            found = cache[line] = binascii.b2a_qp(
+                line, quotetabs=False, istext=True, header=False
+            ).replace(b"=\n", b"=\r\n")
+        encoded.append(found)
+    return b"\r\n".join(encoded)
+
+
+_QP_LINES: dict[bytes, bytes] = {}
+_QP_LINES_LIMIT = 50_000
 
 
 def body_part(text: str, subtype: str) -> bytes:
