@@ -176,6 +176,8 @@ DEFAULT_EXAMPLES: tuple[ExampleProfile, ...] = (
 class WebSettings(_Section):
     subscribe_per_ip_per_hour: int = Field(default=20, ge=1)
     subscribe_per_address_per_day: int = Field(default=3, ge=1)
+    previews_per_ip_per_hour: int = Field(default=120, ge=1)
+    """Home-page previews (each ranks today's papers) per network and hour."""
     token_max_age_days: int = Field(default=7, ge=1)
 
 

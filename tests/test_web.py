@@ -238,6 +238,17 @@ def test_sign_ups_are_rate_limited_per_network_and_per_address(
     assert site.mails_to("fourth@example.org") == []
 
 
+def test_home_page_previews_are_rate_limited_per_network(make_site: Any) -> None:
+    site = make_site(web={"previews_per_ip_per_hour": 2})
+    with site.client() as client:
+        answers = [
+            subscribe(client, "", keywords="diffusion models", action="preview") for _ in range(3)
+        ]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert "Today this profile would get" in answers[0].text
+    assert "Too many previews" in answers[2].text
+
+
 def test_links_are_built_from_the_base_url_never_the_host_header(live_site: LiveSite) -> None:
     evil = {"Host": "evil.example.com"}
     with live_site.client(headers=evil) as client:

@@ -51,9 +51,18 @@ async def subscribe(request: Request) -> Response:
     state = read_form(
         form, defaults=default_preferences(site), with_email=not wants_preview, with_channels=False
     )
+    ip = request.client.host if request.client else "unknown"
     if wants_preview or not state.ok:
         preview = None
         if "keywords" not in state.errors:
+            if not await run_in_threadpool(preview_allowed, site, ip):
+                return site.message(
+                    request,
+                    "Too many previews",
+                    "Too many previews came from your network in the last hour. "
+                    "Please try again later.",
+                    status_code=429,
+                )
             preview = await run_in_threadpool(
                 preview_for, site, state.values["keywords"], site.ctx.settings.digest.max_papers
             )
@@ -64,7 +73,6 @@ async def subscribe(request: Request) -> Response:
             {"values": state.values, "errors": state.errors, "preview": preview},
             status_code=status,
         )
-    ip = request.client.host if request.client else "unknown"
     outcome = await run_in_threadpool(start_subscription, site, state, ip)
     if outcome == "ip-limit":
         return site.message(
@@ -78,6 +86,18 @@ async def subscribe(request: Request) -> Response:
     if isinstance(outcome, Subscriber):
         response.background = BackgroundTask(send_confirmation, site, outcome)
     return response
+
+
+def preview_allowed(site: Site, ip: str) -> bool:
+    """Each preview ranks today's papers: a bounded number per network and hour."""
+    ctx = site.ctx
+    return hit_rate_limit(
+        ctx.engine,
+        f"preview-ip:{ip}",
+        limit=ctx.settings.web.previews_per_ip_per_hour,
+        window=timedelta(hours=1),
+        now=ctx.now(),
+    )
 
 
 def start_subscription(site: Site, state: FormState, ip: str) -> Subscriber | str | None:
