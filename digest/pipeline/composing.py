@@ -40,7 +40,7 @@ def compose(
     failed = _failed_sources(ctx)
     digests: list[Digest | None] = [None] * len(subscribers)
     for window, indexes in groups.items():
-        papers = store.papers_seen_between(ctx.engine, window.since, window.until)
+        papers = ctx.window_papers(window.since, window.until)
         corpus = ctx.corpus(papers)
         members = [subscribers[i] for i in indexes]
         by_id = {p.id: p.key for p in papers}

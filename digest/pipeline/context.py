@@ -63,6 +63,7 @@ class Context:
     signer: Signer
     now: Callable[[], datetime] = utcnow
     _corpus_cache: dict[tuple[date, int], ranking.Corpus] = field(default_factory=dict)
+    _window_cache: dict[tuple[datetime, datetime, int], list[Paper]] = field(default_factory=dict)
 
     @cached_property
     def renderer(self) -> EmailRenderer:
@@ -101,6 +102,21 @@ class Context:
             feed_rss=f"{base}/feeds/{feed}.rss" if feed else "",
             home=base + "/",
         )
+
+    def window_papers(self, since: datetime, until: datetime) -> list[Paper]:
+        """Papers first seen in (since, until], loaded once for all the batches that share it.
+
+        A worker ranks a few hundred readers per batch, nearly all with the same window; the
+        list is reloaded only when new papers arrive (the stored count changes).
+        """
+        key = (since, until, store.count_papers(self.engine))
+        papers = self._window_cache.get(key)
+        if papers is None:
+            papers = store.papers_seen_between(self.engine, since, until)
+            if len(self._window_cache) >= 4:
+                self._window_cache.clear()
+            self._window_cache[key] = papers
+        return papers
 
     def corpus(self, papers_hint: Sequence[Paper] = ()) -> ranking.Corpus:
         """Ranking statistics over the rolling window of stored papers (cached per day)."""

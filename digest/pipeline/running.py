@@ -85,15 +85,15 @@ def run(
         return _dry_run(ctx, day, fetched, out)
     planned = plan(ctx, digest_date=day)
     sent = send_pending(ctx, transport, progress=progress)
-    report = RunReport(day, False, _window_size(ctx, day), fetched, sent.outcomes, planned)
+    report = RunReport(day, False, _window_size(ctx), fetched, sent.outcomes, planned)
     if out is not None:
         write_previews(ctx, report, out)
     return report
 
 
-def _window_size(ctx: Context, day: date) -> int:
+def _window_size(ctx: Context) -> int:
     now = ctx.now()
-    return len(store.papers_seen_between(ctx.engine, first_window(ctx, now), now))
+    return store.count_papers_seen_between(ctx.engine, first_window(ctx, now), now)
 
 
 def _dry_run(ctx: Context, day: date, fetched: list[FetchReport], out: Path | None) -> RunReport:
@@ -121,7 +121,7 @@ def _dry_run(ctx: Context, day: date, fetched: list[FetchReport], out: Path | No
         if digest and "email" not in subscriber.channels:
             status = "feed only"
         outcomes.append(DeliveryOutcome(subscriber.email, Channel.EMAIL, status, digest))
-    report = RunReport(day, True, _window_size(ctx, day), fetched, outcomes, 0, examples)
+    report = RunReport(day, True, _window_size(ctx), fetched, outcomes, 0, examples)
     if out is not None:
         write_previews(ctx, report, out)
     return report

@@ -34,6 +34,7 @@ from digest.store.meta import get_or_create_secret
 from digest.store.papers import (
     UpsertCounts,
     count_papers,
+    count_papers_seen_between,
     list_papers,
     load_acronyms,
     merge_papers,
@@ -92,6 +93,7 @@ __all__ = [
     "claim_deliveries",
     "confirm_subscriber",
     "count_papers",
+    "count_papers_seen_between",
     "count_subscribers",
     "deliveries_for",
     "delivery_counts",

@@ -221,6 +221,15 @@ def papers_seen_between(engine: Engine, start: datetime, end: datetime) -> list[
         return _with_sources(session, list(session.scalars(query)))
 
 
+def count_papers_seen_between(engine: Engine, start: datetime, end: datetime) -> int:
+    """How many papers were first seen after `start` and up to `end`."""
+    query = select(func.count()).where(
+        PaperRow.first_seen_at > start, PaperRow.first_seen_at <= end
+    )
+    with Session(engine) as session:
+        return session.scalar(query) or 0
+
+
 def list_papers(
     engine: Engine,
     *,
