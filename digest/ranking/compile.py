@@ -15,6 +15,9 @@ SPLIT = -3  # a piece of a quoted term that held a comma
 MARKER = -4  # between two profiles in the joined text
 PARSED_KEEP = 1_000_000
 """Parsed term strings kept with a prepared index (bounds memory with adversarial profiles)."""
+SLICE = 32_768
+"""Profiles split at once: the split pieces are Python strings, so a million at once would
+cost most of a gigabyte for a moment."""
 
 
 class Compiler:
@@ -63,9 +66,16 @@ class Compiler:
         return eid
 
     def compile(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Entry ids of every profile, flat, and the profile each belongs to (blanks included).
+        """Entry ids of every profile, flat, and the profile each belongs to (blanks included)."""
+        ids, owners = [np.empty(0, np.int32)], [np.empty(0, np.int32)]
+        for start in range(0, len(texts), SLICE):
+            i, o = self._compile_slice(texts[start : start + SLICE])
+            ids.append(i.astype(np.int32))
+            owners.append((o + start).astype(np.int32))
+        return np.concatenate(ids), np.concatenate(owners)
 
-        One big split instead of a loop per profile: profiles are joined with a marker between
+    def _compile_slice(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """One big split instead of a loop per profile: profiles are joined with a marker between
         them and split at C speed. The rare profile whose quotes hold a comma is split again,
         quote-aware, and its terms take the place of the naive pieces.
         """
@@ -78,7 +88,7 @@ class Compiler:
         del segments
         marker = ids == MARKER
         if int(marker.sum()) != max(len(texts) - 1, 0):  # a profile held the marker itself
-            return self.compile([t.replace("\x02", " ") for t in texts])
+            return self._compile_slice([t.replace("\x02", " ") for t in texts])
         owner = np.cumsum(marker)
         ids, owner = ids[~marker], owner[~marker]
         resplit = np.unique(owner[ids == SPLIT])
