@@ -27,7 +27,9 @@ class Compiler:
         self.corpus = corpus
         self.parsed = parsed  # term string -> (unit key, weight, exclude, text) or an error code
         self.units: dict[UnitKey, int] = {}
-        self.segments: dict[str, int] = {}
+        self.segments: dict[str, int] = {}  # as split, spaces and all
+        self.bodies: dict[str, int] = {}  # stripped
+        self.keys: dict[tuple, UnitKey] = {}
         self.entry_unit: list[int] = []
         self.entry_weight: list[float] = []
         self.entry_exclude: list[bool] = []
@@ -39,31 +41,42 @@ class Compiler:
             # a comma inside quotes split this term: its profile is split again, quote-aware
             self.segments[segment] = SPLIT
             return SPLIT
-        parsed = self.parsed.get(segment)
-        if parsed is None:
-            try:
-                term = parse_term(segment)
-            except ProfileError:
-                parsed = INVALID
-            else:
-                parsed = (
-                    BLANK
-                    if term is None
-                    else (unit_key(term, self.corpus), term.weight, term.exclude, term.text)
-                )
-            if len(self.parsed) < PARSED_KEEP:
-                self.parsed[segment] = parsed
-        if isinstance(parsed, int):
-            eid = parsed
-        else:
-            key, weight, exclude, text = parsed
-            eid = len(self.entry_unit)
-            self.entry_unit.append(self.units.setdefault(key, len(self.units)))
-            self.entry_weight.append(weight)
-            self.entry_exclude.append(exclude)
-            self.entry_text.append(text)
+        body = segment.strip()  # " diffusion" and "diffusion" are one entry
+        eid = self.bodies.get(body)
+        if eid is None:
+            eid = self.bodies[body] = self._entry(body)
         self.segments[segment] = eid
         return eid
+
+    def _entry(self, body: str) -> int:
+        parsed = self.parsed.get(body)
+        if parsed is None:
+            parsed = self._parse(body)
+            if len(self.parsed) < PARSED_KEEP:
+                self.parsed[body] = parsed
+        if isinstance(parsed, int):
+            return parsed
+        key, weight, exclude, text = parsed
+        eid = len(self.entry_unit)
+        self.entry_unit.append(self.units.setdefault(key, len(self.units)))
+        self.entry_weight.append(weight)
+        self.entry_exclude.append(exclude)
+        self.entry_text.append(text)
+        return eid
+
+    def _parse(self, body: str) -> tuple | int:
+        try:
+            term = parse_term(body)
+        except ProfileError:
+            return INVALID
+        if term is None:
+            return BLANK
+        # "-x", "x^2" and "x" ask the same of a paper: stem and look up their unit once
+        what = (term.field, term.words, term.phrase)
+        key = self.keys.get(what)
+        if key is None:
+            key = self.keys[what] = unit_key(term, self.corpus)
+        return (key, term.weight, term.exclude, term.text)
 
     def compile(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Entry ids of every profile, flat, and the profile each belongs to (blanks included)."""

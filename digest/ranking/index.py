@@ -156,11 +156,16 @@ class PaperIndex:
 
     def phrase_positions(self, form: Form) -> np.ndarray:
         """Global positions where the phrase starts (its words adjacent, in order)."""
-        g = self._positions(form[0])
-        for j, stem in enumerate(form[1:], 1):
+        # start from the rarest word: "large language models" checks few "larg" positions
+        lists = sorted(
+            ((self._positions(stem), j) for j, stem in enumerate(form)), key=lambda x: len(x[0])
+        )
+        first, at = lists[0]
+        g = first - at
+        for positions, j in lists[1:]:
             if not len(g):
                 break
-            g = g[_contains_sorted(self._positions(stem), g + j)]
+            g = g[_contains_sorted(positions, g + j)]
         return g
 
     def near_positions(self, content: Form, window: int) -> np.ndarray:
@@ -376,10 +381,8 @@ class PaperIndex:
         prox = np.full(len(row), PROX_APART)
         if full.any():
             keys = row * self.n + product.indices
-            near = self._pair_hits(contents, field, ordered=False)
-            prox[np.isin(keys, near)] = PROX_NEAR
-            adjacent = self._pair_hits(contents, field, ordered=True)
-            prox[np.isin(keys, adjacent)] = PROX_PHRASE
+            prox[_positions_in(keys, self._pair_hits(contents, field, ordered=False))] = PROX_NEAR
+            prox[_positions_in(keys, self._pair_hits(contents, field, ordered=True))] = PROX_PHRASE
         scores = (total * (present / n_words[row]) ** 2 * prox).astype(np.float32)
         return uids[row], product.indices.astype(np.int32), scores, full
 
@@ -528,6 +531,14 @@ def _contains_sorted(haystack: np.ndarray, needles: np.ndarray) -> np.ndarray:
         return np.zeros(len(needles), bool)
     at = np.minimum(np.searchsorted(haystack, needles), len(haystack) - 1)
     return haystack[at] == needles
+
+
+def _positions_in(ascending: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Where the values sit in an ascending array (values it lacks are left out)."""
+    at = np.searchsorted(ascending, values)
+    inside = at < len(ascending)
+    at = at[inside]
+    return at[ascending[at] == values[inside]]
 
 
 def _contains(haystack: list[str], needle: tuple[str, ...]) -> bool:
