@@ -78,6 +78,7 @@ def main() -> None:
     for item in judged:
         grades = item["relevance"]
         row = f"{item['profile'][:35]:<36}"
+        details = []
         for name, system in systems.items():
             ranked = system(item["profile"])
             value = ndcg(ranked, grades)
@@ -85,8 +86,8 @@ def main() -> None:
             row += f"{value:>22.3f}"
             if args.details and name in ("engine", "plain BM25"):
                 shown = ", ".join(f"{k}:{grades.get(k, 0)}" for k in ranked[:K])
-                print(f"    {name}: {shown}")
-        print(row)
+                details.append(f"    {name}: {shown}")
+        print(row, *details, sep="\n")
     print(f"{'mean nDCG@10':<36}" + "".join(f"{sum(v) / len(v):>22.3f}" for v in results.values()))
 
 

@@ -177,6 +177,55 @@ def test_fetch_papers_and_sources_listings(config_file: Path) -> None:
     assert sources[0]["status"] == "ok" and sources[0]["last_error"] is None
 
 
+def test_papers_search_ranks_and_explains_a_profile(config_file: Path) -> None:
+    assert digest(config_file, "fetch").exit_code == 0
+
+    table = digest(
+        config_file, "papers", "search", '"federated learning", -medical', "--limit", "3"
+    )
+    found = json.loads(
+        digest(
+            config_file, "papers", "search", '"federated learning", -medical', "--format", "json"
+        ).stdout
+    )
+    vetoed = json.loads(
+        digest(
+            config_file,
+            "papers",
+            "search",
+            "segmentation, -medical",
+            "--paper",
+            "urn:paper:p053",
+            "--format",
+            "json",
+        ).stdout
+    )
+
+    assert table.exit_code == 0 and "Federated Learning" in table.stdout
+    assert found and all(p["recommended"] for p in found)
+    assert [p["score"] for p in found] == sorted((p["score"] for p in found), reverse=True)
+    assert found[0]["terms"][0] == {
+        "term": "federated learning",
+        "score": found[0]["relevance"],
+        "weight": 1.0,
+        "matched": True,
+        "exclude": False,
+    }
+    assert [(p["key"], p["recommended"], p["reason"]) for p in vetoed] == [
+        ("urn:paper:p053", False, "excluded by -medical")
+    ]
+
+
+def test_papers_search_names_a_bad_profile_or_an_unknown_paper(config_file: Path) -> None:
+    assert digest(config_file, "fetch").exit_code == 0
+
+    bad = digest(config_file, "papers", "search", "diffusion, title:")
+    unknown = digest(config_file, "papers", "search", "diffusion", "--paper", "nope")
+
+    assert bad.exit_code == 2 and "empty term" in bad.stderr
+    assert unknown.exit_code == 1 and "no paper 'nope'" in unknown.stderr
+
+
 def test_init_writes_a_starter_config_and_database(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

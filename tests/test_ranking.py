@@ -12,6 +12,7 @@ from digest.models import Paper
 from digest.ranking import (
     ProfileError,
     build_corpus,
+    explain,
     learn_acronyms,
     parse_profile,
     rank,
@@ -209,6 +210,34 @@ def test_every_match_says_which_terms_matched_as_typed(sample_papers):
     assert matches[0].paper.key == "p001"
     assert matches[0].matched == ("Federated Learning", "distillation")
     assert all(m.matched for m in matches)
+
+
+def test_an_explanation_adds_up_to_the_digest_score(sample_papers):
+    profile = '"federated learning"^2, distillation, -medical'
+    ranked = top(sample_papers, profile, limit=5)
+
+    explained = explain(sample_papers, profile, limit=5)
+
+    assert [e.paper.key for e in explained] == keys(ranked)
+    for e, m in zip(explained, ranked, strict=True):
+        assert e.recommended and e.score == pytest.approx(m.score, rel=1e-4)
+        assert e.relevance == pytest.approx(sum(t.score for t in e.terms))
+        assert e.score == pytest.approx(e.relevance * e.trending)
+        assert tuple(t.term for t in e.terms if t.matched and not t.exclude) == m.matched
+    [first] = explained[:1]
+    assert [t.term for t in first.terms] == ["federated learning", "distillation", "-medical"]
+    assert first.terms[0].weight == 2 and first.terms[0].score > first.terms[1].score > 0
+
+
+def test_an_explanation_says_why_a_paper_is_left_out(sample_papers):
+    # p053 is about medical image segmentation; p001 is federated learning, not segmentation
+    vetoed, weak = explain(sample_papers, "segmentation, -medical", keys=["p053", "p001"])
+
+    assert not vetoed.recommended and vetoed.reason == "excluded by -medical"
+    assert not weak.recommended and "segmentation" not in [t.term for t in weak.terms if t.score]
+    assert weak.reason == "no term of the profile is in it"
+    with pytest.raises(KeyError, match="p999"):
+        explain(sample_papers, "segmentation", keys=["p999"])
 
 
 # -- the batch -----------------------------------------------------------------------------------

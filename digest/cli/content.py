@@ -1,4 +1,4 @@
-"""Feeds and papers: `digest fetch`, `digest sources ...` and `digest papers list`."""
+"""Feeds and papers: `digest fetch`, `digest sources ...` and `digest papers list|search`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import click
 from rich.table import Table
 
-from digest import pipeline, store
+from digest import pipeline, ranking, store
 from digest.cli.base import (
     FORMAT,
     error,
@@ -202,3 +202,96 @@ def papers_list(since: datetime | None, source: str | None, limit: int | None, f
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
+
+
+@papers.command("search")
+@click.argument("profile")
+@click.option("--limit", type=click.IntRange(1, 200), default=10, show_default=True)
+@click.option(
+    "--paper",
+    "keys",
+    multiple=True,
+    help="Explain this paper (its key, from `digest papers list`) whether or not it ranks; repeatable.",
+)
+@click.option(
+    "--days",
+    type=click.IntRange(1, 365),
+    help="Search papers first seen in the last DAYS days (default: a first digest's window).",
+)
+@click.option("--explain", "detailed", is_flag=True, help="Show each term's share of the score.")
+@FORMAT
+@handle_errors
+def papers_search(
+    profile: str, limit: int, keys: tuple[str, ...], days: int | None, detailed: bool, fmt: str
+) -> None:
+    """Rank the stored papers for a profile, as a digest would, and say why each one scored.
+
+    PROFILE is written as subscribers write it: 'LLM, "federated learning", -medical'.
+    """
+    ctx = state().context
+    try:
+        found = pipeline.explain(ctx, profile, limit=limit, keys=keys or None, days=days)
+    except KeyError as exc:
+        error(
+            f"{exc.args[0]}: widen the window with --days, or check the key with `digest papers list`"
+        )
+        raise SystemExit(1) from None
+    if fmt == "json":
+        print_json([_explanation_json(e) for e in found])
+        return
+    if not found:
+        info(
+            "Nothing reaches min_score for this profile "
+            f"({ctx.settings.ranking.min_score:g}); a digest would be empty or trending."
+        )
+        return
+    table = Table(title=f"Papers for {profile!r}", title_justify="left", show_lines=detailed)
+    for column in ("#", "Score", "Key", "Title", "Matched" if not detailed else "Why"):
+        table.add_column(column, overflow="fold", justify="right" if column == "Score" else "left")
+    for n, e in enumerate(found, 1):
+        why = (
+            _why(e)
+            if detailed
+            else ", ".join(t.term for t in e.terms if t.matched and not t.exclude)
+        )
+        rank_cell = str(n) if e.recommended else "-"
+        table.add_row(*plain(rank_cell, f"{e.score:.2f}", e.paper.key, e.paper.title[:100], why))
+    stdout.print(table)
+
+
+def _why(e: ranking.Explanation) -> str:
+    lines = [
+        f"{t.term}: {'vetoes' if t.exclude else f'+{t.score:.2f}'}"
+        + ("" if t.matched else " (partly)" if t.score else " (absent)")
+        + (f" (weight {t.weight:g})" if t.weight != 1 else "")
+        for t in e.terms
+        if t.score or t.matched
+    ]
+    if e.trending != 1:
+        lines.append(f"trending: x{e.trending:.2f} ({e.paper.upvotes} upvotes)")
+    lines.append(e.reason)
+    return "\n".join(lines)
+
+
+def _explanation_json(e: ranking.Explanation) -> dict[str, object]:
+    return {
+        "key": e.paper.key,
+        "title": e.paper.title,
+        "url": e.paper.url,
+        "score": round(e.score, 4),
+        "relevance": round(e.relevance, 4),
+        "trending": round(e.trending, 4),
+        "upvotes": e.paper.upvotes,
+        "recommended": e.recommended,
+        "reason": e.reason,
+        "terms": [
+            {
+                "term": t.term,
+                "score": round(t.score, 4),
+                "weight": t.weight,
+                "matched": t.matched,
+                "exclude": t.exclude,
+            }
+            for t in e.terms
+        ],
+    }

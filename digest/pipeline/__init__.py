@@ -5,7 +5,14 @@ and call one function here; the stages below (sources, store, ranking, render, d
 each other. One module per step of the day.
 """
 
-from digest.pipeline.composing import Window, compose, first_window, preview
+from digest.pipeline.composing import (
+    Window,
+    candidates,
+    compose,
+    explain,
+    first_window,
+    preview,
+)
 from digest.pipeline.context import Context, Progress, build_context, run_sync, utcnow
 from digest.pipeline.feeding import reader_feed, search_feed, write_reader_feeds
 from digest.pipeline.fetching import FetchReport, fetch
@@ -31,7 +38,9 @@ __all__ = [
     "SendReport",
     "Window",
     "build_context",
+    "candidates",
     "compose",
+    "explain",
     "fetch",
     "first_window",
     "housekeeping",

@@ -11,6 +11,7 @@ from digest import ranking, store
 from digest.models import (
     Digest,
     Match,
+    Paper,
     SourceStatus,
     Subscriber,
 )
@@ -109,11 +110,41 @@ def first_window(ctx: Context, cutoff: datetime) -> datetime:
 def preview(ctx: Context, keywords: str, *, limit: int = 10) -> list[Match]:
     """Today's papers for a profile (raises ranking.ProfileError on a bad profile)."""
     ranking.validate_profile(keywords)
-    now = ctx.now()
-    papers = store.papers_seen_between(ctx.engine, first_window(ctx, now), now)
-    if not papers:
-        papers = store.list_papers(ctx.engine, limit=2000)
+    papers = candidates(ctx)
     [matches] = ranking.rank(
         papers, [keywords], settings=ctx.settings.ranking, corpus=ctx.corpus(papers), limit=limit
     )
     return matches
+
+
+def explain(
+    ctx: Context,
+    keywords: str,
+    *,
+    limit: int = 10,
+    keys: Sequence[str] | None = None,
+    days: int | None = None,
+) -> list[ranking.Explanation]:
+    """A profile's best papers among the recent ones, or the given papers, each taken apart.
+
+    Raises ranking.ProfileError on a bad profile and KeyError for a key not among the candidates.
+    """
+    ranking.validate_profile(keywords)
+    papers = candidates(ctx, days=days)
+    return ranking.explain(
+        papers,
+        keywords,
+        settings=ctx.settings.ranking,
+        corpus=ctx.corpus(papers),
+        keys=keys,
+        limit=limit,
+    )
+
+
+def candidates(ctx: Context, *, days: int | None = None) -> list[Paper]:
+    """The papers a first digest would pick from now (or those of the last `days` days); when
+    nothing is that recent, the 2,000 newest, so a quiet install still shows something."""
+    now = ctx.now()
+    start = now - timedelta(days=days) if days else first_window(ctx, now)
+    papers = store.papers_seen_between(ctx.engine, start, now)
+    return papers or store.list_papers(ctx.engine, limit=2000)

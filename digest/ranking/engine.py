@@ -154,7 +154,7 @@ PREPARED_KEEP = 2
 """Paper sets whose index (tokens, postings, scored terms) stays ready for the next batch."""
 
 
-def _prepared(
+def prepared_index(
     papers: Sequence[Paper], corpus: Corpus | None, settings: RankingSettings
 ) -> PaperIndex:
     """The index of these papers, built once and reused while the same papers are ranked in
@@ -180,7 +180,8 @@ def _docs(papers: Sequence[Paper]) -> list[tuple[list[str], list[str]]]:
     return [(stems(p.title), stems(p.abstract)) for p in papers]
 
 
-def _boost(papers: Sequence[Paper], weight: float) -> np.ndarray:
+def trending_boost(papers: Sequence[Paper], weight: float) -> np.ndarray:
+    """Per-paper trending factor: 1 + weight x (log upvotes, full at 100 upvotes)."""
     upvotes = np.fromiter((max(p.upvotes or 0, 0) for p in papers), np.float64, len(papers))
     return (1.0 + weight * np.minimum(np.log1p(upvotes) / TRENDING_SCALE, 1.0)).astype(np.float32)
 
@@ -197,7 +198,7 @@ def score_batch(
     """Rank every profile against the papers; results as arrays (see `rank` for Match lists)."""
     clock = _Clock()
     n_papers = len(papers)
-    index = _prepared(papers, corpus, settings)
+    index = prepared_index(papers, corpus, settings)
     corpus = index.corpus
     clock.lap("papers")
     if isinstance(limit, int):
@@ -277,7 +278,7 @@ def score_batch(
         shape=(len(rows), 2 * n_units),
     )
 
-    boost = _boost(papers, settings.trending_weight)
+    boost = trending_boost(papers, settings.trending_weight)
     scorer = Scorer(u, q, boost, settings.min_score, int(need.max(initial=0)))
     clock.lap("matrices")
     out_counts, out_papers, out_scores, out_masks = [], [], [], []
