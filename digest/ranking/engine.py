@@ -23,7 +23,7 @@ from digest.config import RankingSettings
 from digest.models import Match, Paper
 from digest.ranking.compile import INVALID, Compiler
 from digest.ranking.corpus import Corpus, corpus_from_stems, merged_acronyms
-from digest.ranking.index import PaperIndex
+from digest.ranking.index import PRUNE, PaperIndex
 from digest.ranking.profile import MAX_TERMS, ProfileError, parse_profile
 from digest.ranking.text import stems
 from digest.ranking.topk import Scorer, matched_masks
@@ -35,10 +35,6 @@ DEFAULT_SETTINGS = RankingSettings()
 THREADS = max(1, min(4, os.cpu_count() or 1))
 """Chunks scored at once (each holds one score block of topk.BLOCK_BYTES)."""
 
-PRUNE = 0.1
-"""Unit scores under PRUNE x min_score are dropped before the product (impact pruning): such a
-score is a common word or a stray word of a multi-word term, it cannot recommend a paper and
-barely reorders; keeping it would make the score matrix nearly dense."""
 VETO = -1e9
 """Weight of an exclusion term: one full match sinks the paper below any min_score."""
 TRENDING_SCALE = math.log1p(100.0)

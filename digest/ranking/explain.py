@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from digest.config import RankingSettings
 from digest.models import Paper
 from digest.ranking.corpus import Corpus
-from digest.ranking.engine import DEFAULT_SETTINGS, PRUNE, prepared_index, rank, trending_boost
-from digest.ranking.index import unit_key
+from digest.ranking.engine import DEFAULT_SETTINGS, prepared_index, rank, trending_boost
+from digest.ranking.index import PRUNE, unit_key
 from digest.ranking.profile import parse_profile
 
 

@@ -29,6 +29,10 @@ CAT_SCORE = 1.0
 PROX_PHRASE, PROX_NEAR, PROX_APART = 1.0, 0.8, 0.5
 PAIR_WINDOW = 5
 """Batched multi-word terms count as near when every pair of their words is this close."""
+PRUNE = 0.1
+"""Unit scores under PRUNE x min_score are dropped (impact pruning): such a score is a common
+word or a stray word of a multi-word term, it cannot recommend a paper and barely reorders;
+keeping it would make the score matrix nearly dense."""
 _COUNT_SHIFT = 1024.0  # above any single word score: sum + shift * count in one float
 
 UnitKey = tuple
@@ -86,6 +90,7 @@ class PaperIndex:
         self.corpus = corpus
         self.k1 = settings.k1
         self.title_weight = settings.title_weight
+        self.prune_below = PRUNE * settings.min_score
         n = len(papers)
         self.n = n
         vocab: dict[str, int] = {}
@@ -374,17 +379,29 @@ class PaperIndex:
         shifted.data += _COUNT_SHIFT
         product = (w @ shifted).tocsr()
         product.sort_indices()
-        row = np.repeat(np.arange(n_bags), np.diff(product.indptr))
-        present = np.floor(product.data / _COUNT_SHIFT)
-        total = product.data - present * _COUNT_SHIFT
-        full = present == n_words[row]
+        counts = np.diff(product.indptr)
+        # in place where possible: these arrays have an entry per (bag, paper with any word),
+        # and fresh memory costs more than the arithmetic
+        total = product.data
+        share = np.floor(total / _COUNT_SHIFT)  # words present
+        total -= share * _COUNT_SHIFT  # sum of their scores
+        words_in_bag = np.repeat(n_words.astype(np.float64), counts)
+        full = share == words_in_bag
+        share /= words_in_bag
+        del words_in_bag
+        np.multiply(share, share, out=share)
+        total *= share  # the score before proximity
+        # a stray word of a bag ("models" of "diffusion models") is most of the entries and
+        # too weak to count: drop it now rather than carry it through every step below
+        keep = np.flatnonzero(full | (total * PROX_APART >= self.prune_below))
+        row = (np.searchsorted(product.indptr, keep, side="right") - 1).astype(np.int64)
+        papers, scores, full = product.indices[keep], total[keep], full[keep]
         prox = np.full(len(row), PROX_APART)
         if full.any():
-            keys = row * self.n + product.indices
+            keys = row * self.n + papers
             prox[_positions_in(keys, self._pair_hits(contents, field, ordered=False))] = PROX_NEAR
             prox[_positions_in(keys, self._pair_hits(contents, field, ordered=True))] = PROX_PHRASE
-        scores = (total * (present / n_words[row]) ** 2 * prox).astype(np.float32)
-        return uids[row], product.indices.astype(np.int32), scores, full
+        return uids[row], papers.astype(np.int32), (scores * prox).astype(np.float32), full
 
     def _pair_hits(self, contents: list[Form], field: str, *, ordered: bool) -> np.ndarray:
         """Keys bag * n + paper where every pair of the bag's words is close (or, ordered: each

@@ -42,7 +42,9 @@ class Scorer:
         position[heavy] = np.arange(int(heavy.sum()))
         position[~heavy] = np.arange(int((~heavy).sum()))
         dense = np.zeros((int(heavy.sum()), self.width), np.float32)
-        dense[:, :n_papers] = u[np.flatnonzero(heavy)].toarray() * boost
+        part = u[np.flatnonzero(heavy)]
+        rows = np.repeat(np.arange(part.shape[0]), np.diff(part.indptr))
+        dense[rows, part.indices] = part.data * boost[part.indices]
         self.dense = dense
         self.sparse = sp.csr_matrix(u[np.flatnonzero(~heavy)].multiply(boost[None, :]))
         self.q_dense = _columns(q, heavy, position, dense.shape[0])
