@@ -98,6 +98,16 @@ def test_a_phrase_needs_its_words_adjacent_and_in_order(sample_papers, paper):
     assert "p070" in keys(top(sample_papers, "federated", limit=50))
 
 
+def test_a_hyphenated_word_is_a_phrase_of_its_parts(sample_papers, paper):
+    found = keys(top(sample_papers, "text-to-image", limit=50))
+    assert {"p007", "p036", "p011"} <= set(found)
+    for key in found:
+        assert re.search(r"text[- ]to[- ]image", text_of(paper(key)), re.I)
+    # p139 says "text" and "image" again and again, never "text-to-image"
+    assert "p139" in keys(top(sample_papers, "text to image", limit=50))
+    assert "p139" not in found
+
+
 # -- exclusions ----------------------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 Terms are separated by commas or new lines:
     diffusion, diffusion models, "federated learning", -medical, -"medical imaging",
     author:"Yoshua Bengio", cat:cs.LG, title:transformer, distillation^2
+A hyphenated word (text-to-image) is taken as a phrase of its parts.
 """
 
 from __future__ import annotations
@@ -177,6 +178,10 @@ def parse_term(segment: str, offset: int = 0, text: str | None = None) -> Term |
             pos,
         )
     if field is Field.AUTHOR:
+        phrase = True
+    elif len(found) > 1 and "-" in body and not any(c.isspace() for c in body):
+        # one hyphenated word ("text-to-image", "GPT-4") is one thing: its parts adjacent, as
+        # in a phrase, whether a paper writes it with hyphens or spaces
         phrase = True
     shown = f"{field.value}:{body}" if field is not Field.ANY else body
     return Term(
