@@ -11,7 +11,6 @@ import logging
 import math
 import os
 import time
-from collections import OrderedDict
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -145,7 +144,7 @@ class _Clock:
         self._last = now
 
 
-_PREPARED: OrderedDict[tuple, tuple[Corpus | None, PaperIndex]] = OrderedDict()
+_PREPARED: list[tuple[tuple[Paper, ...], RankingSettings, Corpus | None, PaperIndex]] = []
 PREPARED_KEEP = 2
 """Paper sets whose index (tokens, postings, scored terms) stays ready for the next batch."""
 
@@ -155,20 +154,20 @@ def prepared_index(
 ) -> PaperIndex:
     """The index of these papers, built once and reused while the same papers are ranked in
     batches (the pipeline ranks subscribers a few hundred at a time against one day's papers)."""
-    for key, (given, index) in reversed(_PREPARED.items()):
-        if index.papers is papers and given is corpus and key[1] == settings:
+    # a short list, not a dict: hashing 2,000 papers per batch would cost more than the lookup
+    for _, given_settings, given, index in reversed(_PREPARED):
+        if index.papers is papers and given is corpus and given_settings == settings:
             return index  # the same list object again: no need to compare 2,000 papers
-    key = (tuple(papers), settings)
-    hit = _PREPARED.get(key)
-    if hit is not None and hit[0] is corpus:
-        _PREPARED.move_to_end(key)
-        return hit[1]
+    frozen = tuple(papers)
+    for i, (same, given_settings, given, index) in enumerate(_PREPARED):
+        if given is corpus and given_settings == settings and same == frozen:
+            _PREPARED.append(_PREPARED.pop(i))
+            return index
     docs = _docs(papers)
     built = corpus or corpus_from_stems(docs, merged_acronyms(papers, None))
     index = PaperIndex(papers, docs, built, settings)
-    _PREPARED[key] = (corpus, index)
-    while len(_PREPARED) > PREPARED_KEEP:
-        _PREPARED.popitem(last=False)
+    _PREPARED.append((frozen, settings, corpus, index))
+    del _PREPARED[:-PREPARED_KEEP]
     return index
 
 

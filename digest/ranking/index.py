@@ -138,6 +138,7 @@ class PaperIndex:
         self.parsed: dict[str, tuple | int] = {}
         """Term string -> parsed form, kept for the next batch against these papers."""
         self._authors: dict[str, set[int]] | None = None
+        self._token_table: np.ndarray | None = None
         self._cats: dict[str, set[int]] | None = None
 
     # -- term frequencies ----------------------------------------------------------------------
@@ -454,21 +455,38 @@ class PaperIndex:
         """(pair key, segment) for pairs of the given stems within the near window (ordered:
         the second 1-2 tokens after the first); duplicates are left in, callers ignore them."""
         v = max(len(self.vocab), 1)
-        wanted = np.zeros(v, bool)
         ids = self._stem_ids(list(stems))
-        wanted[ids[ids >= 0]] = True
-        stem_of = np.repeat(np.arange(len(self.vocab)), np.diff(self.pos_ptr))
-        keep = wanted[stem_of] if len(stem_of) else np.zeros(0, bool)
-        tok = np.full(self.total_positions, -1, np.int64)
-        tok[self.pos[keep]] = stem_of[keep]
+        ids = np.unique(ids[ids >= 0])
+        wanted = np.zeros(v + 1, bool)  # slot v: no token there (gaps, ends)
+        wanted[ids] = True
+        # only the positions of the wanted stems are visited, not the whole text
+        lo, hi = self.pos_ptr[ids], self.pos_ptr[ids + 1]
+        counts = hi - lo
+        at = self.pos[
+            np.repeat(lo - (np.cumsum(counts) - counts), counts) + np.arange(counts.sum())
+        ]
+        first = np.repeat(ids, counts)
+        seg = self._segments(at)
+        token_at = self._token_at()
         keys, segs = [], []
         for d in (1, 2) if ordered else range(1, PAIR_WINDOW + 1):
-            a, b = tok[:-d], tok[d:]
-            where = np.flatnonzero((a >= 0) & (b >= 0))
-            a, b = a[where], b[where]
+            second = token_at[at + d]
+            ok = wanted[second]
+            a, b = first[ok], second[ok].astype(np.int64)
             keys.append(a * v + b if ordered else np.minimum(a, b) * v + np.maximum(a, b))
-            segs.append(self._segments(where))
+            segs.append(seg[ok])
         return np.concatenate(keys), np.concatenate(segs)
+
+    def _token_at(self) -> np.ndarray:
+        """The stem id at every global position (the vocabulary size where there is none)."""
+        if self._token_table is None:
+            v = max(len(self.vocab), 1)
+            table = np.full(self.total_positions + PAIR_WINDOW + 1, v, np.int32)
+            table[self.pos] = np.repeat(
+                np.arange(len(self.vocab), dtype=np.int32), np.diff(self.pos_ptr)
+            )
+            self._token_table = table
+        return self._token_table
 
     # -- units ---------------------------------------------------------------------------------
 
