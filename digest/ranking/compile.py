@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from digest.ranking.corpus import Corpus
-from digest.ranking.index import UnitKey, unit_key
 from digest.ranking.profile import ProfileError, _segments, parse_term
+from digest.ranking.units import UnitKey, unit_key
 
 BLANK, INVALID = -1, -2  # segment cache values besides entry ids
 SPLIT = -3  # a piece of a quoted term that held a comma

@@ -22,10 +22,11 @@ from digest.config import RankingSettings
 from digest.models import Match, Paper
 from digest.ranking.compile import INVALID, Compiler
 from digest.ranking.corpus import Corpus, corpus_from_stems, merged_acronyms
-from digest.ranking.index import PRUNE, PaperIndex
+from digest.ranking.index import PaperIndex
 from digest.ranking.profile import MAX_TERMS, ProfileError, parse_profile
 from digest.ranking.text import stems
 from digest.ranking.topk import Scorer, matched_masks
+from digest.ranking.units import PRUNE, UnitScorer
 
 log = logging.getLogger(__name__)
 
@@ -144,31 +145,31 @@ class _Clock:
         self._last = now
 
 
-_PREPARED: list[tuple[tuple[Paper, ...], RankingSettings, Corpus | None, PaperIndex]] = []
+_PREPARED: list[tuple[tuple[Paper, ...], RankingSettings, Corpus | None, UnitScorer]] = []
 PREPARED_KEEP = 2
 """Paper sets whose index (tokens, postings, scored terms) stays ready for the next batch."""
 
 
-def prepared_index(
+def prepared(
     papers: Sequence[Paper], corpus: Corpus | None, settings: RankingSettings
-) -> PaperIndex:
-    """The index of these papers, built once and reused while the same papers are ranked in
-    batches (the pipeline ranks subscribers a few hundred at a time against one day's papers)."""
+) -> UnitScorer:
+    """The index of these papers and its scored terms, built once and reused while the same
+    papers are ranked in batches (the pipeline ranks a few hundred subscribers at a time)."""
     # a short list, not a dict: hashing 2,000 papers per batch would cost more than the lookup
-    for _, given_settings, given, index in reversed(_PREPARED):
-        if index.papers is papers and given is corpus and given_settings == settings:
-            return index  # the same list object again: no need to compare 2,000 papers
+    for _, given_settings, given, units in reversed(_PREPARED):
+        if units.index.papers is papers and given is corpus and given_settings == settings:
+            return units  # the same list object again: no need to compare 2,000 papers
     frozen = tuple(papers)
-    for i, (same, given_settings, given, index) in enumerate(_PREPARED):
+    for i, (same, given_settings, given, units) in enumerate(_PREPARED):
         if given is corpus and given_settings == settings and same == frozen:
             _PREPARED.append(_PREPARED.pop(i))
-            return index
+            return units
     docs = _docs(papers)
     built = corpus or corpus_from_stems(docs, merged_acronyms(papers, None))
-    index = PaperIndex(papers, docs, built, settings)
-    _PREPARED.append((frozen, settings, corpus, index))
+    units = UnitScorer(PaperIndex(papers, docs, built, settings), settings)
+    _PREPARED.append((frozen, settings, corpus, units))
     del _PREPARED[:-PREPARED_KEEP]
-    return index
+    return units
 
 
 def _docs(papers: Sequence[Paper]) -> list[tuple[list[str], list[str]]]:
@@ -193,8 +194,8 @@ def score_batch(
     """Rank every profile against the papers; results as arrays (see `rank` for Match lists)."""
     clock = _Clock()
     n_papers = len(papers)
-    index = prepared_index(papers, corpus, settings)
-    corpus = index.corpus
+    units = prepared(papers, corpus, settings)
+    corpus = units.corpus
     clock.lap("papers")
     if isinstance(limit, int):
         limits = np.full(len(profiles), limit, np.int64)
@@ -221,7 +222,7 @@ def score_batch(
     extra = np.fromiter((len(e) for e in excluded), np.int64, len(profiles)) + limits
     np.maximum.at(need, profile_row, extra)
 
-    compiler = Compiler(corpus, index.parsed)
+    compiler = Compiler(corpus, units.parsed)
     flat, owner = compiler.compile(list(rows))
     entry_unit = np.asarray(compiler.entry_unit, np.int64)
     entry_weight = np.asarray(compiler.entry_weight, np.float32)
@@ -238,7 +239,7 @@ def score_batch(
     term_ptr = np.concatenate([[0], np.cumsum(np.bincount(owner[keep], minlength=len(rows)))])
 
     clock.lap("profiles")
-    unit, paper, score, is_full = index.score_units(list(compiler.units))
+    unit, paper, score, is_full = units.score_units(list(compiler.units))
     clock.lap("terms")
     n_units = len(compiler.units)
     kept = score >= PRUNE * settings.min_score

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from digest.config import RankingSettings
 from digest.models import Paper
 from digest.ranking.corpus import Corpus
-from digest.ranking.engine import DEFAULT_SETTINGS, prepared_index, rank, trending_boost
-from digest.ranking.index import PRUNE, unit_key
+from digest.ranking.engine import DEFAULT_SETTINGS, prepared, rank, trending_boost
 from digest.ranking.profile import parse_profile
+from digest.ranking.units import PRUNE, unit_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +59,7 @@ def explain(
     Raises ProfileError for a bad profile and KeyError naming a key that is not among the papers.
     """
     query = parse_profile(profile)
-    index = prepared_index(papers, corpus, settings)
+    units = prepared(papers, corpus, settings)
     position = {p.key: i for i, p in enumerate(papers)}
     if keys is None:
         [top] = rank(papers, [profile], settings=settings, corpus=corpus, limit=limit)
@@ -73,7 +73,7 @@ def explain(
     floor = PRUNE * settings.min_score
     per_term: list[dict[int, tuple[float, bool]]] = []
     for term in query.terms:
-        _, touched, scores, full = index.score_units([unit_key(term, index.corpus)])
+        _, touched, scores, full = units.score_units([unit_key(term, units.corpus)])
         per_term.append(
             {
                 int(p): (float(s), bool(f))
