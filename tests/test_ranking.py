@@ -289,6 +289,7 @@ def test_corpus_statistics_can_come_from_a_wider_window(sample_papers):
         ("diffusion,, video", "empty term at column 11", 10),
         ('diffusion, ""', "empty term", 11),
         ("venue:NeurIPS", "unknown field 'venue'", 0),
+        ("diffusion, cat:cs.LG cs.AI", "one category per term at column 12", 11),
         ("diffusion, the", "has only common words", 11),
         ("diffusion^x", "bad weight", 9),
         ("diffusion^50", "must be above 0 and at most 10", 9),

@@ -162,7 +162,13 @@ def parse_term(segment: str, offset: int = 0, text: str | None = None) -> Term |
         phrase = True
     found = words(body)
     if field is Field.CAT:
-        found = [body.lower()] if body and " " not in body else []
+        if len(body.split()) > 1:
+            raise ProfileError(
+                f"one category per term at {_where(full, pos)}: {segment.strip()!r} "
+                "(write cat:cs.LG, cat:cs.AI)",
+                pos,
+            )
+        found = [body.lower()] if body else []
     if not found:
         raise ProfileError(f"empty term at {_where(full, pos)}: {segment.strip()!r}", pos)
     if field in (Field.ANY, Field.TITLE, Field.ABSTRACT) and all(w in STOPWORDS for w in found):
