@@ -240,10 +240,13 @@ def papers_search(
         print_json([_explanation_json(e) for e in found])
         return
     if not found:
-        info(
-            "Nothing reaches min_score for this profile "
-            f"({ctx.settings.ranking.min_score:g}); a digest would be empty or trending."
-        )
+        if not pipeline.candidates(ctx, days=days):
+            info("No papers are stored yet: run `digest fetch` first.")
+        else:
+            info(
+                "Nothing reaches min_score for this profile "
+                f"({ctx.settings.ranking.min_score:g}); a digest would be empty or trending."
+            )
         return
     table = Table(title=f"Papers for {profile!r}", title_justify="left", show_lines=detailed)
     for column in ("#", "Score", "Key", "Title", "Matched" if not detailed else "Why"):
