@@ -265,7 +265,7 @@ def papers_search(
 def _why(e: ranking.Explanation) -> str:
     lines = [
         f"{t.term}: {'vetoes' if t.exclude else f'+{t.score:.2f}'}"
-        + ("" if t.matched else " (partly)" if t.score else " (absent)")
+        + ("" if t.matched else " (partly)")
         + (f" (weight {t.weight:g})" if t.weight != 1 else "")
         for t in e.terms
         if t.score or t.matched
