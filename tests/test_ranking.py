@@ -329,6 +329,11 @@ def test_a_good_profile_parses_into_its_terms():
     assert query.terms[-1].weight == 2.0
 
 
+def test_a_limit_of_zero_gives_an_empty_list_beside_the_others(sample_papers):
+    results = rank(sample_papers, ["distillation", "distillation", "reasoning"], limit=[0, 3, 0])
+    assert [len(r) for r in results] == [0, 3, 0]
+
+
 def test_a_subscriber_gets_the_same_list_alone_or_in_any_batch(sample_papers):
     profiles = ["distillation^4, reasoning", "title:transformer", '"video diffusion", -medical']
     alone = [keys(top(sample_papers, p)) for p in profiles]

@@ -69,8 +69,8 @@ class Scorer:
             s[light_rows, light.indices] += light.data
         maxima = s.reshape(n, self.n_blocks, self.block).max(axis=2)
         maxima.sort(axis=1)
-        k = np.minimum(need, self.n_blocks)
-        threshold = maxima[np.arange(n), np.maximum(self.n_blocks - k, 0)]
+        k = np.clip(need, 1, self.n_blocks)  # need 0 (limit 0) is handled just below
+        threshold = maxima[np.arange(n), self.n_blocks - k]
         threshold[need == 0] = np.inf
         # a block maximum under the (boosted) minimum may be a score that does not count;
         # such rows have few relevant papers anyway: take all that pass the minimum
