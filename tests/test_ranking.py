@@ -329,6 +329,13 @@ def test_a_good_profile_parses_into_its_terms():
     assert query.terms[-1].weight == 2.0
 
 
+def test_words_that_never_stand_close_in_any_paper_still_rank(paper):
+    # p017 says "video" and "generation", never near each other; it is the only candidate
+    [matches] = rank([paper("p017")], ["video generation"], settings=RankingSettings(min_score=0))
+    assert keys(matches) == ["p017"]
+    assert matches[0].matched == ("video generation",)
+
+
 def test_a_limit_of_zero_gives_an_empty_list_beside_the_others(sample_papers):
     results = rank(sample_papers, ["distillation", "distillation", "reasoning"], limit=[0, 3, 0])
     assert [len(r) for r in results] == [0, 3, 0]

@@ -269,12 +269,12 @@ class UnitScorer:
         pk, paper = pk[wanted], paper[wanted]
         # (bag, pair) requirements x (pair, paper) presences: a bag's paper counts when all hold
         uniq, pair_id = np.unique(pk, return_inverse=True)
-        presence = sp.csr_matrix(
-            (np.ones(len(pk)), (pair_id, paper)), shape=(max(len(uniq), 1), self.n)
-        )
+        if not len(uniq):
+            return np.empty(0, np.int64)  # no wanted pair stands close anywhere
+        presence = sp.csr_matrix((np.ones(len(pk)), (pair_id, paper)), shape=(len(uniq), self.n))
         presence.data[:] = 1.0  # duplicates (two fields) count once
         at = np.searchsorted(uniq, key)
-        ok = (at < len(uniq)) & (uniq[np.minimum(at, max(len(uniq) - 1, 0))] == key)
+        ok = (at < len(uniq)) & (uniq[np.minimum(at, len(uniq) - 1)] == key)
         need = np.bincount(bag, minlength=len(contents))
         req = sp.csr_matrix(
             (np.ones(int(ok.sum())), (bag[ok], at[ok])), shape=(len(contents), presence.shape[0])
