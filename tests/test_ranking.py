@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 import re
 
 import pytest
@@ -334,6 +335,42 @@ def test_words_that_never_stand_close_in_any_paper_still_rank(paper):
     [matches] = rank([paper("p017")], ["video generation"], settings=RankingSettings(min_score=0))
     assert keys(matches) == ["p017"]
     assert matches[0].matched == ("video generation",)
+
+
+def test_any_day_ranks_each_reader_as_if_alone_and_explains_the_scores(sample_papers):
+    # small and odd days (one paper, three...) with readers' profiles, limits, already-sent
+    # papers and settings drawn at random; a seed keeps a failure reproducible
+    rng = random.Random(20261126)
+    pool = [
+        "video generation",
+        '"federated learning", distillation',
+        "LLM agents, -medical",
+        "title:diffusion, abstract:video",
+        "text-to-image^3, cat:cs",
+        "reinforcement learning, reasoning^2",
+        '"a b',
+        "-x",
+    ]
+    for _ in range(25):
+        papers = rng.sample(sample_papers, rng.choice([1, 2, 3, 17, 60]))
+        profiles = rng.choices(pool, k=rng.randint(1, 6))
+        limits = [rng.choice([0, 1, 3, 10]) for _ in profiles]
+        sent = [{p.key for p in rng.sample(papers, min(2, len(papers)))} for _ in profiles]
+        settings = RankingSettings(
+            min_score=rng.choice([0, 1.0, 3.0]), trending_weight=rng.choice([0, 0.3])
+        )
+        together = rank(papers, profiles, settings=settings, limit=limits, exclude=sent)
+        for profile, limit, skip, got in zip(profiles, limits, sent, together, strict=True):
+            alone = rank(papers, [profile], settings=settings, limit=limit, exclude=[skip])[0]
+            assert keys(got) == keys(alone)
+            assert len(got) <= limit and not set(keys(got)) & skip
+            assert [m.score for m in got] == sorted((m.score for m in got), reverse=True)
+            if profile in ('"a b', "-x"):  # invalid: skipped, never an error for the others
+                assert got == []
+                continue
+            explained = explain(papers, profile, settings=settings, keys=keys(got))
+            for e, m in zip(explained, got, strict=True):
+                assert e.recommended and e.score == pytest.approx(m.score, rel=1e-4)
 
 
 def test_a_limit_of_zero_gives_an_empty_list_beside_the_others(sample_papers):
