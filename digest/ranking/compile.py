@@ -93,15 +93,20 @@ class Compiler:
         quote-aware, and its terms take the place of the naive pieces.
         """
         cache = self.segments
-        segments = (",\x02,".join(texts).replace("\n", ",").split(",")) if texts else []
+        joined = ",\x02,".join(texts)
+        if joined.count("\x02") != max(len(texts) - 1, 0):
+            # a profile holds the marker itself (a control character nobody means): a space,
+            # whatever else is in the batch, so a profile compiles the same alone or with others
+            texts = [t.replace("\x02", " ") for t in texts]
+            joined = ",\x02,".join(texts)
+        segments = joined.replace("\n", ",").split(",")
+        del joined
         try:
             ids = np.asarray([cache[s] for s in segments], np.int64)
         except KeyError:
             ids = np.asarray([cache[s] if s in cache else self._add(s) for s in segments], np.int64)
         del segments
         marker = ids == MARKER
-        if int(marker.sum()) != max(len(texts) - 1, 0):  # a profile held the marker itself
-            return self._compile_slice([t.replace("\x02", " ") for t in texts])
         owner = np.cumsum(marker)
         ids, owner = ids[~marker], owner[~marker]
         resplit = np.unique(owner[ids == SPLIT])

@@ -20,10 +20,10 @@ import scipy.sparse as sp
 
 from digest.config import RankingSettings
 from digest.models import Match, Paper
-from digest.ranking.compile import INVALID, Compiler
+from digest.ranking.compile import BLANK, INVALID, Compiler
 from digest.ranking.corpus import Corpus, corpus_from_stems, merged_acronyms
 from digest.ranking.index import PaperIndex
-from digest.ranking.profile import MAX_TERMS, ProfileError, parse_profile
+from digest.ranking.profile import MAX_PROFILE_CHARS, MAX_TERMS, ProfileError, parse_profile
 from digest.ranking.text import stems
 from digest.ranking.topk import Scorer, matched_masks
 from digest.ranking.units import PRUNE, UnitScorer
@@ -222,8 +222,9 @@ def score_batch(
     extra = np.fromiter((len(e) for e in excluded), np.int64, len(profiles)) + limits
     np.maximum.at(need, profile_row, extra)
 
+    texts = list(rows)
     compiler = Compiler(corpus, units.parsed)
-    flat, owner = compiler.compile(list(rows))
+    flat, owner = compiler.compile(texts)
     entry_unit = np.asarray(compiler.entry_unit, np.int64)
     entry_weight = np.asarray(compiler.entry_weight, np.float32)
     entry_exclude = np.asarray(compiler.entry_exclude, bool)
@@ -233,7 +234,17 @@ def score_batch(
     terms = np.bincount(owner[real], minlength=len(rows))
     positive = np.bincount(owner[real], ~entry_exclude[flat[real]], minlength=len(rows))
     invalid |= (terms > MAX_TERMS) | (positive == 0)
-    _warn_invalid([text for text, bad in zip(rows, invalid.tolist(), strict=True) if bad])
+    invalid |= np.fromiter(map(len, texts), np.int64, len(texts)) > MAX_PROFILE_CHARS
+    # a blank piece is a trailing comma or a blank line (fine) or ",," (refused when saved):
+    # only the full parser tells them apart, and such profiles are few
+    suspect = np.zeros(len(rows), bool)
+    suspect[owner[flat == BLANK]] = True
+    for r in np.flatnonzero(suspect & ~invalid).tolist():
+        try:
+            parse_profile(texts[r])
+        except ProfileError:
+            invalid[r] = True
+    _warn_invalid([text for text, bad in zip(texts, invalid.tolist(), strict=True) if bad])
     keep = real & ~invalid[owner]
     term_entry = flat[keep]
     term_ptr = np.concatenate([[0], np.cumsum(np.bincount(owner[keep], minlength=len(rows)))])
