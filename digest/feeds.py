@@ -81,9 +81,13 @@ def _atom_entry(item: FeedEntry, site_url: str) -> ET.Element:
     _text(entry, "updated", _rfc3339(item.updated))
     if paper.published_at is not None:
         _text(entry, "published", _rfc3339(paper.published_at))
-    ET.SubElement(entry, "link", rel="alternate", type="text/html", href=paper.url or site_url)
+    ET.SubElement(
+        entry, "link", rel="alternate", type="text/html", href=_clean(paper.url or site_url)
+    )
     if paper.pdf_url:
-        ET.SubElement(entry, "link", rel="related", type="application/pdf", href=paper.pdf_url)
+        ET.SubElement(
+            entry, "link", rel="related", type="application/pdf", href=_clean(paper.pdf_url)
+        )
     for name in paper.authors:
         author = ET.SubElement(entry, "author")
         _text(author, "name", name)

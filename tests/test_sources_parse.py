@@ -126,6 +126,17 @@ def test_a_malformed_hugging_face_item_is_left_out_and_the_rest_are_kept():
     assert parsed.warnings == ["3 items in the JSON had no paper id or title and were left out"]
 
 
+def test_half_an_emoji_cut_off_by_the_server_is_dropped_not_stored():
+    # the JSON escapes a lone surrogate, which no database, mail or feed can encode
+    body = (
+        b'[{"paper": {"id": "2411.01234", "title": "Agents \\ud83e", "summary": "Fast \\ud83d"}}]'
+    )
+    [paper] = parse_feed(body, source_name="test").papers
+
+    assert (paper.title, paper.abstract) == ("Agents", "Fast")
+    paper.title.encode("utf-8")
+
+
 def test_a_blog_post_about_an_arxiv_paper_is_that_paper():
     papers = read("generic-rss20.xml").papers
 

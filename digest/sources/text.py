@@ -89,7 +89,9 @@ _BLOCK_TAGS = frozenset(
 _SKIP_TAGS = frozenset({"script", "style", "template", "head", "title"})
 _SPACE = re.compile(r"\s+")
 # XML 1.0 forbids these, yet arXiv abstracts have carried form feeds and escapes.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+# control characters, and lone surrogates: JSON can escape half an emoji ("\ud83d") when a
+# server cut a string short, and such text cannot be stored, mailed or put in a feed
+_CONTROL = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f\ud800-\udfff]")
 
 
 class _TextExtractor(HTMLParser):
