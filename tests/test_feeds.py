@@ -147,6 +147,22 @@ def test_hostile_text_is_escaped_and_comes_back_exactly() -> None:
     assert "Ada &lt;Lovelace&gt;" in content
 
 
+def test_a_link_holding_a_character_xml_forbids_still_gives_a_valid_feed() -> None:
+    paper = Paper(
+        key="k1",
+        title="T",
+        url="https://example.org/a\uffffb\x01",
+        pdf_url="https://example.org/p\ufffe",
+    )
+    for document in (
+        build_atom([FeedEntry(paper, date(2026, 3, 2), NOW)]),
+        build_rss([FeedEntry(paper, date(2026, 3, 2), NOW)]),
+    ):
+        parsed = feedparser.parse(document)
+        assert not parsed.bozo, parsed.get("bozo_exception")
+        assert parsed.entries[0].link == "https://example.org/ab"
+
+
 def test_an_empty_feed_is_still_valid() -> None:
     for document in (build_atom([]), build_rss([])):
         parsed = feedparser.parse(document)
