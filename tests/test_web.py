@@ -169,6 +169,9 @@ def test_forms_refuse_posts_that_did_not_come_from_their_page(live_site: LiveSit
             attacker.post(preferences, data={**form, "csrf_token": victim_field}).status_code == 403
         )
         assert attacker.post(unsubscribe, data={"csrf_token": victim_field}).status_code == 403
+        # a forged field with non-ASCII characters is refused like any other, not a server error
+        forged = attacker.post("/subscribe", data={**form, "csrf_token": "é" + victim_field})
+        assert forged.status_code == 403
         cross = victim.post(
             preferences,
             data={**form, "csrf_token": victim_field},

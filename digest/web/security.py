@@ -131,6 +131,7 @@ class Csrf:
                 "This form has expired or your browser did not keep its cookie. "
                 "Reload the page and try again."
             )
-        if not hmac.compare_digest(sent, self.field_for(cookie)):
+        # bytes: compare_digest refuses str with non-ASCII characters (a forged field can have them)
+        if not hmac.compare_digest(sent.encode(), self.field_for(cookie).encode()):
             return "This form has expired. Reload the page and try again."
         return None
