@@ -381,6 +381,23 @@ def test_a_feed_only_reader_turns_email_off(live_site: LiveSite) -> None:
     )
 
 
+def test_a_mistyped_number_of_papers_is_named_and_nothing_is_saved(live_site: LiveSite) -> None:
+    reader = add_reader(live_site, "typo@example.org")
+    url = f"/preferences/{token(live_site, Scope.PREFERENCES, reader)}"
+    with live_site.client() as client:
+        form = {
+            "csrf_token": csrf_of(client.get(url).text),
+            "keywords": "diffusion models",
+            "max_papers": "ten",
+            "channel_email": "on",
+            "action": "save",
+        }
+        answer = client.post(url, data=form)
+    # the page comes back with the error by the field (and today's preview), not a server error
+    assert answer.status_code == 400 and 'id="max_papers-error"' in answer.text
+    assert store.get_subscriber(live_site.ctx.engine, id=reader.id).keywords == "LLM agents"
+
+
 def test_monitors_get_a_health_answer(live_site: LiveSite) -> None:
     with live_site.client() as client:
         response = client.get("/healthz")

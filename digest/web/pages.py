@@ -229,8 +229,10 @@ async def preferences_page(
     errors = state.errors if state else {}
     preview = None
     if "keywords" not in errors:
-        limit = int(values.get("max_papers") or subscriber.max_papers)
-        limit = limit if 1 <= limit <= 100 else subscriber.max_papers
+        limit = subscriber.max_papers
+        raw = str(values.get("max_papers") or "").strip()
+        if raw and "max_papers" not in errors:  # read_form accepted it: a number from 1 to 100
+            limit = int(raw)
         preview = await run_in_threadpool(preview_for, site, values["keywords"], limit)
     context: dict[str, Any] = {
         "subscriber": subscriber,
