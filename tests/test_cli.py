@@ -133,6 +133,22 @@ def test_import_reports_bad_rows_keeps_good_ones_and_is_idempotent(
     assert len(exported) == 3
 
 
+def test_a_csv_saved_in_a_windows_encoding_is_refused_whole_with_the_fix(
+    config_file: Path, tmp_path: Path
+) -> None:
+    csv_file = tmp_path / "excel.csv"
+    csv_file.write_bytes(
+        "email,keywords\nada@uni.example,agents\nrene@uni.example,réseaux\n".encode("cp1252")
+    )
+
+    result = digest(config_file, "subscribers", "import", str(csv_file), "--confirmed")
+
+    assert result.exit_code == 2
+    assert "line 3 is not UTF-8" in result.stderr and "CSV UTF-8" in result.stderr
+    listed = json.loads(digest(config_file, "subscribers", "list", "--format", "json").stdout)
+    assert listed == []  # not even the good first row: fix the file and import it again
+
+
 def test_unsubscribe_stops_the_next_run(config_file: Path, smtp_server: Any) -> None:
     digest(
         config_file,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import sys
 from pathlib import Path
 
@@ -152,7 +153,18 @@ def subscribers_import(file: Path, confirmed: bool) -> None:
     ctx = state().context
     added = updated = unchanged = 0
     problems: list[str] = []
-    with file.open(newline="", encoding="utf-8-sig") as handle:
+    # decode it whole first: a file in another encoding is refused before any row is imported
+    raw = file.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        error(
+            f"{file}: line {line} is not UTF-8 text, so nothing was imported. Save it as "
+            f"'CSV UTF-8', or convert it: iconv -f cp1252 -t utf-8 {file} > readers.csv"
+        )
+        raise SystemExit(2) from None
+    with io.StringIO(text, newline="") as handle:
         reader = csv.DictReader(handle)
         missing = {"email", "keywords"} - set(reader.fieldnames or ())
         if missing:
