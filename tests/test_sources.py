@@ -222,6 +222,11 @@ def test_a_body_over_the_size_cap_is_not_read(feed_server):
         ("broken/sitemap.xml", "application/xml", "not a feed"),
         ("broken/arxiv-api-error.atom", "application/atom+xml", "arXiv API refused the query"),
         ("broken/cp1252-declared-utf8.rss", "application/rss+xml", "character encoding"),
+        (
+            "broken/garbled-encoding-name.rss",
+            "application/rss+xml",
+            "encoding=...?> line is garbled",
+        ),
     ],
 )
 def test_a_bad_body_fails_only_that_source(feed_server, fixture, content_type, reason):

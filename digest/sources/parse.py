@@ -113,12 +113,19 @@ def _parse_xml(
 ) -> ParsedFeed:
     response_headers = {k.lower(): v for k, v in (headers or {}).items()}
     # Never a URL or a path: feedparser would open it itself, without our limits.
-    parsed = feedparser.parse(
-        io.BytesIO(body),
-        response_headers=response_headers,
-        resolve_relative_uris=False,
-        sanitize_html=False,
-    )
+    try:
+        parsed = feedparser.parse(
+            io.BytesIO(body),
+            response_headers=response_headers,
+            resolve_relative_uris=False,
+            sanitize_html=False,
+        )
+    except UnicodeDecodeError:
+        # feedparser reads the <?xml encoding="..."?> name as UTF-8 and fails on garbage there
+        raise SourceError(
+            "the feed's <?xml ... encoding=...?> line is garbled, so its text cannot be read "
+            "(tell the feed's owner)"
+        ) from None
     entries = list(parsed.entries)
     problem = parsed.get("bozo_exception") if parsed.get("bozo") else None
     if isinstance(problem, feedparser.CharacterEncodingOverride):
