@@ -2,6 +2,7 @@
 
     python bench/rank.py                       # P=2,000; N = 10k, 100k, 1M; loop on 300 profiles
     python bench/rank.py --papers 2000 --profiles 100000 --loop 0
+    python bench/rank.py --profiles 20000 --batch 200   # as a worker ranks: 200 at a time
 
 Papers are made from the sentences and titles of the real sample feed (so words have real
 frequencies); profiles draw 3-10 terms from words, word pairs and phrases of real titles, with
@@ -155,6 +156,21 @@ def naive_rank(papers: list[Paper], profiles: list[str], settings: RankingSettin
     return found
 
 
+def run_batches(n_papers: int, n_profiles: int, batch: int) -> dict[str, float]:
+    """Rank the profiles `batch` at a time against the same papers, Match lists included, as a
+    sending worker does with each claimed batch (the paper index is built once and kept)."""
+    from digest.ranking import rank
+
+    papers = make_papers(n_papers)
+    profiles = make_profiles(n_profiles)
+    settings = RankingSettings()
+    start = time.perf_counter()
+    for i in range(0, len(profiles), batch):
+        rank(papers, profiles[i : i + batch], settings=settings, limit=10)
+    seconds = time.perf_counter() - start
+    return {"papers": n_papers, "profiles": n_profiles, "batch": batch, "seconds": seconds}
+
+
 def run_one(n_papers: int, n_profiles: int, loop: int) -> dict[str, float]:
     """One measurement, in this process."""
     from digest.ranking import score_batch
@@ -197,10 +213,20 @@ def main() -> None:
     parser.add_argument("--papers", type=int, default=2000)
     parser.add_argument("--profiles", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--loop", type=int, default=300, help="profiles timed in the naive loop")
+    parser.add_argument("--batch", type=int, default=0, help="rank in batches of this size")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(run_one(args.papers, args.profiles[0], args.loop)))
+        return
+    if args.batch:
+        for n in args.profiles:
+            r = run_batches(args.papers, n, args.batch)
+            print(
+                f"P={r['papers']:,} N={r['profiles']:,} in batches of {r['batch']:,}: "
+                f"{r['seconds']:.2f} s with Match lists "
+                f"({r['seconds'] / r['profiles'] * 100_000:.1f} s per 100k profiles)"
+            )
         return
     for i, n in enumerate(args.profiles):
         cmd = [sys.executable, __file__, "--child", "--papers", str(args.papers)]
