@@ -228,24 +228,9 @@ def score_batch(
     entry_unit = np.asarray(compiler.entry_unit, np.int64)
     entry_weight = np.asarray(compiler.entry_weight, np.float32)
     entry_exclude = np.asarray(compiler.entry_exclude, bool)
-    real = flat >= 0
-    invalid = np.zeros(len(rows), bool)
-    invalid[owner[flat == INVALID]] = True
-    terms = np.bincount(owner[real], minlength=len(rows))
-    positive = np.bincount(owner[real], ~entry_exclude[flat[real]], minlength=len(rows))
-    invalid |= (terms > MAX_TERMS) | (positive == 0)
-    invalid |= np.fromiter(map(len, texts), np.int64, len(texts)) > MAX_PROFILE_CHARS
-    # a blank piece is a trailing comma or a blank line (fine) or ",," (refused when saved):
-    # only the full parser tells them apart, and such profiles are few
-    suspect = np.zeros(len(rows), bool)
-    suspect[owner[flat == BLANK]] = True
-    for r in np.flatnonzero(suspect & ~invalid).tolist():
-        try:
-            parse_profile(texts[r])
-        except ProfileError:
-            invalid[r] = True
+    invalid = _invalid_rows(texts, flat, owner, entry_exclude)
     _warn_invalid([text for text, bad in zip(texts, invalid.tolist(), strict=True) if bad])
-    keep = real & ~invalid[owner]
+    keep = (flat >= 0) & ~invalid[owner]
     term_entry = flat[keep]
     term_ptr = np.concatenate([[0], np.cumsum(np.bincount(owner[keep], minlength=len(rows)))])
 
@@ -327,6 +312,29 @@ def score_batch(
         excluded=excluded,
         timings=clock.laps,
     )
+
+
+def _invalid_rows(
+    texts: list[str], flat: np.ndarray, owner: np.ndarray, entry_exclude: np.ndarray
+) -> np.ndarray:
+    """Which compiled profiles the parser would refuse (saving refuses them; a batch skips them)."""
+    real = flat >= 0
+    invalid = np.zeros(len(texts), bool)
+    invalid[owner[flat == INVALID]] = True
+    terms = np.bincount(owner[real], minlength=len(texts))
+    positive = np.bincount(owner[real], ~entry_exclude[flat[real]], minlength=len(texts))
+    invalid |= (terms > MAX_TERMS) | (positive == 0)
+    invalid |= np.fromiter(map(len, texts), np.int64, len(texts)) > MAX_PROFILE_CHARS
+    # a blank piece is a trailing comma or a blank line (fine) or ",," (refused when saved):
+    # only the full parser tells them apart, and such profiles are few
+    suspect = np.zeros(len(texts), bool)
+    suspect[owner[flat == BLANK]] = True
+    for r in np.flatnonzero(suspect & ~invalid).tolist():
+        try:
+            parse_profile(texts[r])
+        except ProfileError:
+            invalid[r] = True
+    return invalid
 
 
 def _warn_invalid(texts: list[str]) -> None:
