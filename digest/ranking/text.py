@@ -13,6 +13,7 @@ from digest.models import Paper
 
 # Letters and digits; hyphens, slashes and apostrophes split words ("training-free" -> training, free).
 _WORD = re.compile(r"[^\W_]+")
+_ASCII_SEPARATORS = str.maketrans({chr(c): " " for c in range(128) if not chr(c).isalnum()})
 _VOWELS = frozenset("aeiouy")
 _STEMMER = Stemmer.Stemmer("english")
 # Caches per distinct string: a day's papers repeat the same few thousand words many times.
@@ -98,9 +99,10 @@ def _normalize_word(word: str) -> str:
 
 
 def _tokens(text: str) -> list[str]:
-    if not text.isascii():
-        text = unicodedata.normalize("NFKC", text)
-    return _WORD.findall(text)
+    if text.isascii():
+        # the tokens _WORD finds, at twice its speed: every separator a space, then one split
+        return text.translate(_ASCII_SEPARATORS).split()
+    return _WORD.findall(unicodedata.normalize("NFKC", text))
 
 
 def words(text: str) -> list[str]:
