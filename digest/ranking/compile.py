@@ -101,10 +101,11 @@ class Compiler:
             joined = ",\x02,".join(texts)
         segments = joined.replace("\n", ",").split(",")
         del joined
-        try:
-            ids = np.asarray([cache[s] for s in segments], np.int64)
-        except KeyError:
-            ids = np.asarray([cache[s] if s in cache else self._add(s) for s in segments], np.int64)
+        # new pieces first, in order of appearance (entry ids stay deterministic); then every
+        # piece is one C-level lookup (split strings keep their hash from the first pass)
+        for segment in [s for s in dict.fromkeys(segments) if s not in cache]:
+            self._add(segment)
+        ids = np.fromiter(map(cache.__getitem__, segments), np.int64, len(segments))
         del segments
         marker = ids == MARKER
         owner = np.cumsum(marker)
