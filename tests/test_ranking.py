@@ -291,6 +291,7 @@ def test_corpus_statistics_can_come_from_a_wider_window(sample_papers):
         ('diffusion, ""', "empty term", 11),
         ("venue:NeurIPS", "unknown field 'venue'", 0),
         ("diffusion, cat:cs.LG cs.AI", "one category per term at column 12", 11),
+        ("diffusion, vid\x00eo", "invisible control character at column 15", 14),
         ("diffusion, the", "has only common words", 11),
         ("diffusion^x", "bad weight", 9),
         ("diffusion^50", "must be above 0 and at most 10", 9),

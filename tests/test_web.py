@@ -321,6 +321,17 @@ def test_invalid_fields_are_named_next_to_the_field(live_site: LiveSite) -> None
     assert live_site.mails_to("not-an-address") == []
 
 
+def test_a_control_character_pasted_into_the_keywords_is_named_not_stored(
+    live_site: LiveSite,
+) -> None:
+    # PostgreSQL cannot store a NUL at all: this used to be a server error there
+    with live_site.client() as client:
+        response = subscribe(client, "paste@example.org", keywords="diffusion\x00 models")
+    assert response.status_code == 400 and "invisible control character" in response.text
+    with pytest.raises(store.UnknownSubscriber):
+        store.get_subscriber(live_site.ctx.engine, email="paste@example.org")
+
+
 def test_one_click_unsubscribe_and_coming_back_later(live_site: LiveSite) -> None:
     reader = add_reader(live_site, "leaver@example.org")
     url = f"/unsubscribe/{token(live_site, Scope.UNSUBSCRIBE, reader)}"

@@ -95,9 +95,9 @@ class Compiler:
         cache = self.segments
         joined = ",\x02,".join(texts)
         if joined.count("\x02") != max(len(texts) - 1, 0):
-            # a profile holds the marker itself (a control character nobody means): a space,
-            # whatever else is in the batch, so a profile compiles the same alone or with others
-            texts = [t.replace("\x02", " ") for t in texts]
+            # a profile holds the marker itself: another control character, which the parser
+            # refuses as it refuses this one, so the profile is invalid alone or in any batch
+            texts = [t.replace("\x02", "\x01") for t in texts]
             joined = ",\x02,".join(texts)
         segments = joined.replace("\n", ",").split(",")
         del joined

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NoReturn
 
 from digest.ranking.text import STOPWORDS, words
 
@@ -21,6 +22,8 @@ MAX_WEIGHT = 10.0
 FIELDS = ("author", "cat", "title", "abstract")
 
 _FIELD = re.compile(r"([A-Za-z]+):")
+# what no one types (tab and line ends are fine); PostgreSQL cannot even store a NUL
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _WEIGHT = re.compile(r"\^\s*([0-9]*\.?[0-9]+)\s*$")
 
 
@@ -110,9 +113,20 @@ def _segments(text: str) -> list[tuple[int, str]]:
     return out
 
 
+def _refuse_control(text: str, at: int) -> NoReturn:
+    raise ProfileError(
+        f"invisible control character at {_where(text, at)}: delete it and type the term "
+        "again (it came from a copy and paste or a program)",
+        at,
+    )
+
+
 def parse_term(segment: str, offset: int = 0, text: str | None = None) -> Term | None:
     """Parse one comma-separated segment; None when it is blank. Raises ProfileError."""
     full = segment if text is None else text
+    control = _CONTROL.search(segment)
+    if control:
+        _refuse_control(full, offset + control.start())
     body = segment.strip()
     if not body:
         return None
@@ -207,6 +221,9 @@ def parse_profile(text: str) -> Query:
         raise ProfileError(
             f"the profile is {len(text)} characters long; at most {MAX_PROFILE_CHARS}", None
         )
+    control = _CONTROL.search(text)
+    if control:  # before splitting: the splitter uses NUL itself
+        _refuse_control(text, control.start())
     terms: list[Term] = []
     for offset, segment in _segments(text):
         if not segment.strip():
