@@ -269,6 +269,27 @@ def test_the_day_goes_on_when_most_sources_are_broken(feed_server, engine):
     assert {p.key for p in list_papers(engine)} == {"2411.01500", "2411.01234", "2412.00042"}
 
 
+def test_an_id_with_a_forbidden_character_reference_is_cleaned_not_fatal(feed_server, database_url):
+    # "&#0;" is not XML; feedparser's lenient parse turns it into NUL, which PostgreSQL refuses
+    body = (
+        b'<?xml version="1.0"?><rss version="2.0"><channel><title>Sloppy</title>'
+        b"<item><title>First</title><guid>paper&#0;1</guid><link>https://example.org/a&#0;b</link></item>"
+        b"<item><title>Second</title><guid>paper-2</guid><link>https://example.org/2</link></item>"
+        b"</channel></rss>"
+    )
+    url = feed_server.route("/sloppy", Reply(200, body, {"Content-Type": "application/rss+xml"}))
+    engine = open_engine(database_url)
+    ensure_schema(engine)
+
+    result = fetch(url, name="sloppy")
+    upsert_papers(engine, result.papers, now=NOW)
+
+    assert result.ok and "malformed" in result.warnings[0]
+    stored = {p.key: p.url for p in list_papers(engine)}
+    engine.dispose()
+    assert stored == {"paper1": "https://example.org/ab", "paper-2": "https://example.org/2"}
+
+
 def test_a_broken_refetch_leaves_the_stored_papers_as_they_were(feed_server, engine):
     body = (FEEDS / "arxiv-cs.LG.rss").read_bytes()
     url = feed_server.sequence("/rss", Reply(200, body), Reply(200, b"<html><title>Oops</title>"))

@@ -6,6 +6,7 @@ Nothing here touches the network or the disk: parse_feed works on bytes already 
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import io
 import json
 import re
@@ -28,6 +29,7 @@ from .text import (
     paper_key,
     split_arxiv_description,
     split_authors,
+    strip_control,
 )
 
 KINDS = ("arxiv", "arxiv-api", "hf-daily", "rss", "atom")
@@ -304,6 +306,13 @@ def _pdf_link(links: Iterable[Any]) -> str | None:
 
 def _add(papers: dict[str, Paper], paper: Paper) -> None:
     """A feed may list a paper twice (categories joined with "+"): keep one, union the rest."""
+    # an id or link with a control character in it ("&#0;") can be neither stored nor linked
+    key, url = strip_control(paper.key), strip_control(paper.url)
+    pdf_url = strip_control(paper.pdf_url) if paper.pdf_url else paper.pdf_url
+    if (key, url, pdf_url) != (paper.key, paper.url, paper.pdf_url):
+        paper = dataclasses.replace(paper, key=key, url=url, pdf_url=pdf_url)
+    if not paper.key:
+        return
     seen = papers.get(paper.key)
     if seen is None:
         papers[paper.key] = paper

@@ -119,6 +119,11 @@ class _TextExtractor(HTMLParser):
             self.parts.append(data)
 
 
+def strip_control(value: str) -> str:
+    """The value without control characters (for ids and links, where a space would not do)."""
+    return _CONTROL.sub("", value)
+
+
 def clean_text(value: str | None) -> str:
     """Plain text for ranking: tags stripped, entities decoded, whitespace collapsed; LaTeX kept."""
     if not value:
