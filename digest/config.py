@@ -50,7 +50,7 @@ SourceKind = Literal["auto", "arxiv", "arxiv-api", "hf-daily", "rss", "atom"]
 
 
 class SourceSettings(_Section):
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=200)
     url: str = Field(min_length=1)
     kind: SourceKind = "auto"
     enabled: bool = True

@@ -36,6 +36,11 @@ class Channel(StrEnum):
     FEED = "feed"
 
 
+KEY_MAX_CHARS = 500
+"""The longest paper key stored as is; a longer one (a feed's tracking-laden link) is shortened
+to a stable form by the sources, so every database takes it."""
+
+
 @dataclass(frozen=True, slots=True)
 class Paper:
     """One paper, keyed by its canonical identity (arXiv id without version, else entry id or link)."""

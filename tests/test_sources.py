@@ -290,6 +290,29 @@ def test_an_id_with_a_forbidden_character_reference_is_cleaned_not_fatal(feed_se
     assert stored == {"paper1": "https://example.org/ab", "paper-2": "https://example.org/2"}
 
 
+def test_a_link_too_long_for_a_key_is_shortened_the_same_way_every_time(feed_server, database_url):
+    # no guid, and a 700-character link: the key column holds 500
+    link = "https://news.example.org/r/" + "a" * 700 + "?utm_source=feed"
+    body = (
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>Aggregator</title>'
+        f"<item><title>Long</title><link>{link}</link></item>"
+        "</channel></rss>"
+    ).encode()
+    url = feed_server.route("/long", Reply(200, body, {"Content-Type": "application/rss+xml"}))
+    engine = open_engine(database_url)
+    ensure_schema(engine)
+
+    first = fetch(url, name="agg")
+    upsert_papers(engine, first.papers, now=NOW)
+    again = upsert_papers(engine, fetch(url, name="agg").papers, now=NOW + timedelta(hours=1))
+
+    [paper] = list_papers(engine)
+    engine.dispose()
+    assert len(paper.key) == 500 and paper.key.startswith("https://news.example.org/r/")
+    assert paper.url == link  # the link itself is kept whole
+    assert again.new == 0  # the same key the second time: no duplicate
+
+
 def test_a_broken_refetch_leaves_the_stored_papers_as_they_were(feed_server, engine):
     body = (FEEDS / "arxiv-cs.LG.rss").read_bytes()
     url = feed_server.sequence("/rss", Reply(200, body), Reply(200, b"<html><title>Oops</title>"))

@@ -112,7 +112,7 @@ Prepare = Callable[[Context, Sequence[store.Claim]], Prepared]
 
 def worker_id() -> str:
     """Names this process in leases (host and pid), for operators reading the table."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return f"{socket.gethostname()[:80]}:{os.getpid()}"  # fits the 100-character lease column
 
 
 def send_pending(

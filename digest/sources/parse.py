@@ -27,6 +27,7 @@ from .text import (
     clean_text,
     dedupe,
     paper_key,
+    short_key,
     split_arxiv_description,
     split_authors,
     strip_control,
@@ -307,7 +308,7 @@ def _pdf_link(links: Iterable[Any]) -> str | None:
 def _add(papers: dict[str, Paper], paper: Paper) -> None:
     """A feed may list a paper twice (categories joined with "+"): keep one, union the rest."""
     # an id or link with a control character in it ("&#0;") can be neither stored nor linked
-    key, url = strip_control(paper.key), strip_control(paper.url)
+    key, url = short_key(strip_control(paper.key)), strip_control(paper.url)
     pdf_url = strip_control(paper.pdf_url) if paper.pdf_url else paper.pdf_url
     if (key, url, pdf_url) != (paper.key, paper.url, paper.pdf_url):
         paper = dataclasses.replace(paper, key=key, url=url, pdf_url=pdf_url)

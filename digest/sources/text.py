@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import html
 import re
 import unicodedata
 from html.parser import HTMLParser
+
+from digest.models import KEY_MAX_CHARS
 
 # New-style ids (2007 on): YYMM.NNNN (to 1412) or YYMM.NNNNN (from 1501), optional version.
 _NEW_ID = r"(?P<new>(?:0[7-9]|[1-9]\d)(?:0[1-9]|1[0-2])\.\d{4,5})(?:v\d+)?"
@@ -117,6 +120,14 @@ class _TextExtractor(HTMLParser):
     def handle_data(self, data: str) -> None:
         if not self._skipping:
             self.parts.append(data)
+
+
+def short_key(key: str) -> str:
+    """The key itself, or for one over KEY_MAX_CHARS its start and a digest of the whole (stable)."""
+    if len(key) <= KEY_MAX_CHARS:
+        return key
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+    return f"{key[: KEY_MAX_CHARS - 40]}#sha256:{digest}"
 
 
 def strip_control(value: str) -> str:

@@ -280,9 +280,14 @@ def paper_counts_by_source(engine: Engine) -> dict[str, int]:
 
 def save_acronyms(engine: Engine, pairs: Mapping[str, str]) -> None:
     """Remember acronym definitions learned from papers, counting how often each was seen."""
-    if not pairs:
+    # the columns' widths; a longer "definition" is a misread sentence, not an acronym
+    values = [
+        {"acronym": a, "expansion": e, "count": 1}
+        for a, e in pairs.items()
+        if len(a) <= 40 and len(e) <= 300
+    ]
+    if not values:
         return
-    values = [{"acronym": a, "expansion": e, "count": 1} for a, e in pairs.items()]
     with transaction(engine) as session:
         insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
         statement = insert(AcronymRow).values(values)

@@ -22,6 +22,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from digest.models import KEY_MAX_CHARS
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -83,7 +85,7 @@ class PaperRow(Base):
     __tablename__ = "papers"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    key: Mapped[str] = mapped_column(String(500), unique=True)
+    key: Mapped[str] = mapped_column(String(KEY_MAX_CHARS), unique=True)
     title: Mapped[str] = mapped_column(Text)
     abstract: Mapped[str] = mapped_column(Text, default="")
     authors: Mapped[list[str]] = mapped_column(JSON, default=list)

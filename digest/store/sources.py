@@ -92,6 +92,8 @@ def sync_config_sources(engine: Engine, configured: Sequence[SourceSettings]) ->
 
 def add_source(engine: Engine, name: str, url: str, *, kind: str = "auto") -> SourceRecord:
     """Add a source outside the config (`digest sources add`)."""
+    if len(name) > 200:
+        raise ValueError(f"a source name has at most 200 characters (this one has {len(name)})")
     with transaction(engine) as session:
         if session.scalar(select(SourceRow).where(SourceRow.name == name)) is not None:
             raise ValueError(f"a source named {name!r} already exists")
@@ -161,7 +163,11 @@ def record_fetch(
         if status in ("ok", "not_modified"):
             row.last_ok_at = now
             row.last_new, row.last_updated = new, updated
-            row.etag, row.last_modified = etag, last_modified
+            # an HTTP date is 29 characters; anything past the column is not one worth sending back
+            row.etag = etag
+            row.last_modified = (
+                last_modified if last_modified and len(last_modified) <= 100 else None
+            )
             row.content_hash = content_hash or row.content_hash
         else:
             row.last_new = row.last_updated = 0
