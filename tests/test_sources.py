@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from digest.config import FetchSettings, SourceSettings
+from digest.models import Paper
 from digest.sources import FetchResult, FetchState, fetch_source
-from digest.store import ensure_schema, list_papers, open_engine, upsert_papers
+from digest.store import StoreError, ensure_schema, list_papers, open_engine, upsert_papers
 
 pytest.register_assert_rewrite("tests.sources_fixtures")
 from tests.sources_fixtures import FEEDS, Reply  # noqa: E402 - after the rewrite registration
@@ -311,6 +312,24 @@ def test_a_link_too_long_for_a_key_is_shortened_the_same_way_every_time(feed_ser
     assert len(paper.key) == 500 and paper.key.startswith("https://news.example.org/r/")
     assert paper.url == link  # the link itself is kept whole
     assert again.new == 0  # the same key the second time: no duplicate
+
+
+def test_a_paper_the_database_refuses_fails_its_feed_with_a_reason_and_stores_none_of_it(
+    database_url,
+):
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite stores any string; PostgreSQL refuses a NUL")
+    engine = open_engine(database_url)
+    ensure_schema(engine)
+    good = Paper(key="2411.01234", title="Fine")
+    refused = Paper(key="odd\x00key", title="Not storable")
+
+    with pytest.raises(StoreError, match="the database refused a paper of this feed"):
+        upsert_papers(engine, [good, refused], now=NOW)
+
+    stored = list_papers(engine)
+    engine.dispose()
+    assert stored == []  # all or nothing: the next fetch of that feed tries again
 
 
 def test_a_broken_refetch_leaves_the_stored_papers_as_they_were(feed_server, engine):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from digest import ranking, sources, store
@@ -55,8 +56,14 @@ def _fetch_one(ctx: Context, record: store.SourceRecord) -> FetchReport:
     now = ctx.now()
     counts = store.UpsertCounts()
     if result.status == "ok" and result.papers:
-        counts = store.upsert_papers(ctx.engine, result.papers, now=now)
-        store.save_acronyms(ctx.engine, ranking.learn_acronyms(result.papers))
+        try:
+            counts = store.upsert_papers(ctx.engine, result.papers, now=now)
+        except store.StoreError as exc:
+            # this source fails, the others go on; its validators are not kept, so the next
+            # fetch reads the feed again
+            result = dataclasses.replace(result, status="failed", papers=[], error=str(exc))
+        else:
+            store.save_acronyms(ctx.engine, ranking.learn_acronyms(result.papers))
     store.record_fetch(
         ctx.engine,
         record.name,

@@ -10,10 +10,11 @@ from datetime import datetime
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
 from digest.models import Paper
-from digest.store.engine import transaction
+from digest.store.engine import StoreError, transaction
 from digest.store.schema import AcronymRow, PaperRow, PaperSourceRow
 
 CHUNK = 500
@@ -31,6 +32,16 @@ class UpsertCounts:
 def upsert_papers(engine: Engine, papers: Sequence[Paper], *, now: datetime) -> UpsertCounts:
     """Insert new papers and merge known ones: union of categories and sources, best of each field."""
     merged = _dedupe(papers)
+    try:
+        return _upsert(engine, merged, now)
+    except DataError as exc:
+        # a value this database cannot hold (the sources clean the known ones): nothing of the
+        # batch is stored, and the caller fails that one source rather than the whole run
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        raise StoreError(f"the database refused a paper of this feed ({reason})") from exc
+
+
+def _upsert(engine: Engine, merged: Sequence[Paper], now: datetime) -> UpsertCounts:
     new = updated = unchanged = 0
     with transaction(engine) as session:
         for start in range(0, len(merged), CHUNK):
