@@ -137,6 +137,16 @@ def test_half_an_emoji_cut_off_by_the_server_is_dropped_not_stored():
     paper.title.encode("utf-8")
 
 
+def test_an_impossible_upvote_count_is_dropped_not_stored():
+    items = [
+        {"paper": {"id": "2411.01234", "title": "Viral", "upvotes": 10**12}},
+        {"paper": {"id": "2411.01301", "title": "Liked", "upvotes": "57"}},
+    ]
+    papers = by_key(parse_feed(json.dumps(items).encode(), source_name="test"))
+
+    assert (papers["2411.01234"].upvotes, papers["2411.01301"].upvotes) == (None, 57)
+
+
 def test_a_blog_post_about_an_arxiv_paper_is_that_paper():
     papers = read("generic-rss20.xml").papers
 

@@ -288,7 +288,8 @@ def _int_or_none(value: Any) -> int | None:
         number = int(str(value).strip())
     except (TypeError, ValueError):
         return None
-    return number if number >= 0 else None
+    # a count past what a 32-bit column holds is not a real one (and PostgreSQL refuses it)
+    return number if 0 <= number <= 2**31 - 1 else None
 
 
 def _web_url(value: str | None) -> str:
