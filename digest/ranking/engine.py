@@ -26,7 +26,7 @@ from digest.ranking.index import PaperIndex
 from digest.ranking.profile import MAX_PROFILE_CHARS, MAX_TERMS, ProfileError, parse_profile
 from digest.ranking.text import stems
 from digest.ranking.topk import Scorer, matched_masks
-from digest.ranking.units import PRUNE, UnitScorer
+from digest.ranking.units import UnitScorer
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +238,7 @@ def score_batch(
     unit, paper, score, is_full = units.score_units(list(compiler.units))
     clock.lap("terms")
     n_units = len(compiler.units)
-    kept = score >= PRUNE * settings.min_score
+    kept = score >= units.prune_below
     # stacked: rows [0, n_units) score a paper, rows [n_units, 2 n_units) say it fully matched
     u = sp.csr_matrix(
         (

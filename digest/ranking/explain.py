@@ -11,7 +11,7 @@ from digest.models import Paper
 from digest.ranking.corpus import Corpus
 from digest.ranking.engine import DEFAULT_SETTINGS, prepared, rank, trending_boost
 from digest.ranking.profile import parse_profile
-from digest.ranking.units import PRUNE, unit_key
+from digest.ranking.units import unit_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +70,7 @@ def explain(
             raise KeyError(f"no paper {missing[0]!r} among the {len(papers)} candidates")
         wanted = [position[k] for k in keys]
     boost = trending_boost(papers, settings.trending_weight)
-    floor = PRUNE * settings.min_score
+    floor = units.prune_below
     per_term: list[dict[int, tuple[float, bool]]] = []
     for term in query.terms:
         _, touched, scores, full = units.score_units([unit_key(term, units.corpus)])
