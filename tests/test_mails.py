@@ -5,18 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from digest import pipeline, store
+from digest.models import Subscriber
+from digest.pipeline import Context
 from digest.store import Preferences
+
+
+def add_reader(ctx: Context, email: str, *, confirmed: bool) -> Subscriber:
+    reader, _ = store.add_subscriber(
+        ctx.engine, email, Preferences(keywords="diffusion"), confirmed=confirmed, now=ctx.now()
+    )
+    return reader
 
 
 def test_a_pending_reader_gets_a_confirmation_link(make_settings: Any, smtp_server: Any) -> None:
     ctx = pipeline.build_context(make_settings())
-    reader, _ = store.add_subscriber(
-        ctx.engine,
-        "new@uni.example",
-        Preferences(keywords="diffusion"),
-        confirmed=False,
-        now=ctx.now(),
-    )
+    reader = add_reader(ctx, "new@uni.example", confirmed=False)
 
     pipeline.send_confirmation(ctx, reader)
 
@@ -30,13 +33,7 @@ def test_an_active_reader_signing_up_again_gets_their_preferences_link(
     make_settings: Any, smtp_server: Any
 ) -> None:
     ctx = pipeline.build_context(make_settings())
-    reader, _ = store.add_subscriber(
-        ctx.engine,
-        "old@uni.example",
-        Preferences(keywords="diffusion"),
-        confirmed=True,
-        now=ctx.now(),
-    )
+    reader = add_reader(ctx, "old@uni.example", confirmed=True)
 
     pipeline.send_confirmation(ctx, reader)
 
@@ -49,13 +46,7 @@ def test_an_active_reader_signing_up_again_gets_their_preferences_link(
 
 def test_goodbye_offers_a_way_back(make_settings: Any, smtp_server: Any) -> None:
     ctx = pipeline.build_context(make_settings())
-    reader, _ = store.add_subscriber(
-        ctx.engine,
-        "bye@uni.example",
-        Preferences(keywords="diffusion"),
-        confirmed=True,
-        now=ctx.now(),
-    )
+    reader = add_reader(ctx, "bye@uni.example", confirmed=True)
 
     pipeline.send_goodbye(ctx, reader)
 
@@ -70,9 +61,7 @@ def test_an_unreachable_relay_is_a_clear_error(make_settings: Any) -> None:
     from conftest import free_port
 
     ctx = pipeline.build_context(make_settings(smtp={"port": free_port(), "timeout": 2}))
-    reader, _ = store.add_subscriber(
-        ctx.engine, "new@uni.example", Preferences(keywords="x"), confirmed=False, now=ctx.now()
-    )
+    reader = add_reader(ctx, "new@uni.example", confirmed=False)
 
     try:
         pipeline.send_confirmation(ctx, reader)
