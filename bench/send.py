@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from typing import Any
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from digest.config import parse_settings
 from digest.deliver.message import build_message
 from digest.deliver.transport import Envelope, SmtpTransport
 from digest.models import Digest, Match, Paper, RenderedEmail, Subscriber
-from digest.pipeline.sending import Pending, Prepared
+from digest.pipeline.batch import Pending, Prepared
 from digest.store.schema import DeliveryRow, SubscriberRow
 
 SINK = r"""
@@ -94,7 +95,6 @@ def prepare_database(ctx: pipeline.Context, count: int) -> None:
                     "digest_date": DAY,
                     "channel": "email",
                     "status": "pending",
-                    "cutoff": NOW,
                     "attempts": 0,
                     "created_at": NOW,
                 }
@@ -158,7 +158,7 @@ async def floor(port: int, envelopes: Sequence[Envelope], connections: int) -> f
 def product(ctx: pipeline.Context, envelopes: dict[int, Envelope], connections: int) -> float:
     """The product's sending path with the messages already built (ranking is benched elsewhere)."""
 
-    def ready(_ctx: pipeline.Context, claims: Sequence[store.Claim]) -> Prepared:
+    def ready(_ctx: pipeline.Context, claims: Sequence[store.Claim], _report: Any) -> Prepared:
         prepared = Prepared()
         for claim in claims:
             envelope = envelopes[claim.id]
@@ -177,7 +177,7 @@ def product(ctx: pipeline.Context, envelopes: dict[int, Envelope], connections: 
     started = time.perf_counter()
     report = pipeline.send_pending(ctx, transport, prepare=ready)
     elapsed = time.perf_counter() - started
-    sent = store.delivery_counts(ctx.engine).get("sent", 0)
+    sent = ctx.store.deliveries.counts().get("sent", 0)
     assert report.count("sent") == len(envelopes) == sent, (report.count("sent"), sent)
     return elapsed
 

@@ -75,7 +75,6 @@ class Subscriber:
     id: int | None = None
     created_at: datetime | None = None
     confirmed_at: datetime | None = None
-    last_digest_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from digest import pipeline
+from digest.deliver.transport import RelayError
 
 log = logging.getLogger("digest.scheduler")
 
@@ -34,8 +35,12 @@ def deliver_job(ctx: pipeline.Context, *, send: bool) -> None:
     if planned:
         log.info("planned %d deliveries", planned)
     if send:
+        try:
+            pipeline.send_queued_mails(ctx)
+        except RelayError as exc:
+            log.warning("queued mails stay queued: %s", exc)
         report = pipeline.send_pending(ctx)
-        if report.outcomes:
+        if report.total:
             log.info(
                 "sent %d, empty %d, failed %d, to retry %d",
                 report.count("sent"),

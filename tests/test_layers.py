@@ -24,6 +24,7 @@ LAYERS = {
     "config": 4,
     "models": 4,
     "tokens": 4,
+    "owners": 4,
 }
 # Each of these libraries is imported by one part only, so swapping it touches one place.
 HOMES = {

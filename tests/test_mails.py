@@ -17,11 +17,24 @@ def add_reader(ctx: Context, email: str, *, confirmed: bool) -> Subscriber:
     return reader
 
 
+def sign_up(ctx: Context, email: str) -> Subscriber:
+    """What the web form and `digest subscribe` do: record the sign-up and queue its mail."""
+    reader, _ = store.add_subscriber(
+        ctx.engine,
+        email,
+        Preferences(keywords="diffusion"),
+        confirmed=False,
+        now=ctx.now(),
+        send_confirmation=True,
+    )
+    return reader
+
+
 def test_a_pending_reader_gets_a_confirmation_link(make_settings: Any, smtp_server: Any) -> None:
     ctx = pipeline.build_context(make_settings())
-    reader = add_reader(ctx, "new@uni.example", confirmed=False)
+    sign_up(ctx, "new@uni.example")
 
-    pipeline.send_confirmation(ctx, reader)
+    pipeline.send_mails_now(ctx)
 
     [message] = smtp_server.to("new@uni.example")
     assert message["Subject"].startswith("Confirm your subscription")
@@ -33,9 +46,10 @@ def test_an_active_reader_signing_up_again_gets_their_preferences_link(
     make_settings: Any, smtp_server: Any
 ) -> None:
     ctx = pipeline.build_context(make_settings())
-    reader = add_reader(ctx, "old@uni.example", confirmed=True)
+    add_reader(ctx, "old@uni.example", confirmed=True)
+    sign_up(ctx, "old@uni.example")
 
-    pipeline.send_confirmation(ctx, reader)
+    pipeline.send_mails_now(ctx)
 
     [message] = smtp_server.to("old@uni.example")
     assert message["Subject"].startswith("You already get")
@@ -47,8 +61,9 @@ def test_an_active_reader_signing_up_again_gets_their_preferences_link(
 def test_goodbye_offers_a_way_back(make_settings: Any, smtp_server: Any) -> None:
     ctx = pipeline.build_context(make_settings())
     reader = add_reader(ctx, "bye@uni.example", confirmed=True)
+    store.unsubscribe(ctx.engine, id=reader.id, now=ctx.now(), goodbye=True)
 
-    pipeline.send_goodbye(ctx, reader)
+    pipeline.send_mails_now(ctx)
 
     [message] = smtp_server.to("bye@uni.example")
     assert "unsubscribed" in message["Subject"]
@@ -57,18 +72,31 @@ def test_goodbye_offers_a_way_back(make_settings: Any, smtp_server: Any) -> None
     )
 
 
-def test_an_unreachable_relay_is_a_clear_error(make_settings: Any) -> None:
+def test_a_confirmation_queued_while_the_relay_is_down_goes_out_once_it_is_back(
+    make_settings: Any, smtp_server: Any
+) -> None:
     from conftest import free_port
 
-    ctx = pipeline.build_context(make_settings(smtp={"port": free_port(), "timeout": 2}))
-    reader = add_reader(ctx, "new@uni.example", confirmed=False)
+    down = pipeline.build_context(
+        make_settings(smtp={"port": free_port(), "timeout": 2, "retries": 0})
+    )
+    sign_up(down, "new@uni.example")
 
     try:
-        pipeline.send_confirmation(ctx, reader)
+        pipeline.send_mails_now(down)
     except pipeline.MailError as exc:
-        assert "new@uni.example" in str(exc)
+        assert "relay" in str(exc)
     else:
         raise AssertionError("sending to a closed port must fail")
+    assert down.store.mails.counts() == {"pending": 1}  # queued, no attempt burned
+
+    up = pipeline.build_context(make_settings())
+    report = pipeline.run(up, fetch_first=False)
+
+    assert report.mails == (1, 0)
+    [message] = smtp_server.to("new@uni.example")
+    assert message["Subject"].startswith("Confirm your subscription")
+    assert up.store.mails.counts() == {"sent": 1}
 
 
 def test_a_relay_that_is_down_stops_the_run_and_keeps_every_digest_queued(
@@ -99,5 +127,5 @@ def test_a_relay_that_is_down_stops_the_run_and_keeps_every_digest_queued(
     else:
         raise AssertionError("a relay nobody listens on must stop the run")
 
-    counts = store.delivery_counts(ctx.engine)
+    counts = ctx.store.deliveries.counts()
     assert counts == {"pending": 3}  # no attempt burned: tomorrow's run sends them all

@@ -40,9 +40,9 @@ def test_each_reader_gets_one_digest_with_their_papers(
     report = pipeline.run(ctx)
 
     assert [f.new for f in report.fetched] == [148]
-    assert sorted(
-        o.email for o in report.outcomes if o.status == "sent" and o.channel == "email"
-    ) == sorted(READERS)
+    assert sorted(o.email for o in report.rows if o.channels.get("email") == "sent") == sorted(
+        READERS
+    )
     assert len(smtp_server.raw) == 3
     fl = smtp_server.to("fl@uni.example")
     assert len(fl) == 1
@@ -63,7 +63,7 @@ def test_exclusions_keep_papers_out(make_settings: Any, smtp_server: Any) -> Non
 
     report = pipeline.run(ctx)
 
-    [outcome] = [o for o in report.outcomes if o.channel == "email"]
+    [outcome] = [o for o in report.rows if "email" in o.channels]
     assert outcome.digest is not None and outcome.digest.matches
     for match in outcome.digest.matches:
         text = f"{match.paper.title} {match.paper.abstract}".lower()
@@ -81,8 +81,8 @@ def test_a_second_run_the_same_day_sends_nothing_new(make_settings: Any, smtp_se
         again = pipeline.run(ctx)
 
     assert len(smtp_server.raw) == 3
-    assert not [o for o in again.outcomes if o.status == "sent"]
-    counts = store.delivery_counts(ctx.engine, digest_date=date(2025, 11, 27))
+    assert not [o for o in again.rows if o.status == "sent"]
+    counts = ctx.store.deliveries.counts_for(digest_date=date(2025, 11, 27))
     assert counts.get("sent") == 6  # three readers, email and feed each
 
 
@@ -137,7 +137,7 @@ def test_nothing_relevant_means_no_mail_by_default(make_settings: Any, smtp_serv
     report = pipeline.run(ctx)
 
     assert smtp_server.raw == []
-    assert {o.status for o in report.outcomes} == {"empty"}
+    assert {o.status for o in report.rows} == {"empty"}
 
 
 @freeze_time("2025-11-27 08:00:00")
@@ -165,8 +165,8 @@ def test_dry_run_previews_without_changing_anything(
     report = pipeline.run(ctx, dry_run=True, out=out)
 
     assert smtp_server.raw == []
-    assert store.delivery_counts(ctx.engine) == {}
-    assert {o.status for o in report.outcomes} == {"would send"}
+    assert ctx.store.deliveries.counts() == {}
+    assert {o.status for o in report.rows} == {"would send"}
     assert sorted(p.suffix for p in out.iterdir()) == [".eml"] * 3 + [".html"] * 3 + [".txt"] * 3
     # The real run afterwards still sends every digest.
     pipeline.run(ctx, fetch_first=False)

@@ -20,7 +20,7 @@ from sqlalchemy import insert, select
 
 from digest import pipeline, store
 from digest.config import Settings
-from digest.pipeline.sending import RECORD_AHEAD
+from digest.pipeline.recorder import RECORD_AHEAD
 from digest.store.schema import SubscriberRow
 from tests.smtp_fixtures import SinkProcess
 
@@ -33,9 +33,9 @@ import json, sys
 from digest import pipeline, store
 from digest.config import parse_settings
 from digest.deliver.transport import Envelope
-from digest.pipeline.sending import Pending, Prepared
+from digest.pipeline.batch import Pending, Prepared
 
-def short_note(ctx, claims):
+def short_note(ctx, claims, report):
     # Same queue, leases, pool and recorder; a one-line message instead of a ranked digest.
     readers = store.subscribers_by_ids(ctx.engine, [c.subscriber_id for c in claims])
     prepared = Prepared()
@@ -123,7 +123,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_repeats_at_most_the_bound(
     assert repeated <= settings.smtp.connections + RECORD_AHEAD
     assert max(copies.values()) <= 2
     assert report.released > 0
-    assert store.delivery_counts(ctx.engine) == {"sent": 400}
+    assert ctx.store.deliveries.counts() == {"sent": 400}
 
 
 def test_three_workers_share_postgresql_without_duplicate_or_gap(
@@ -153,7 +153,7 @@ def test_three_workers_share_postgresql_without_duplicate_or_gap(
     copies = sink.copies()
     assert len(copies) == READERS and set(copies.values()) == {1}
     assert set(copies) == set(emails)
-    assert store.delivery_counts(ctx.engine) == {"sent": READERS}
+    assert ctx.store.deliveries.counts() == {"sent": READERS}
     with ctx.engine.connect() as connection:
         bounced = connection.scalar(
             select(SubscriberRow.id).where(SubscriberRow.status != "active").limit(1)

@@ -44,11 +44,15 @@ USER_ERRORS: tuple[tuple[type[BaseException], int], ...] = (
 
 # What happens next, for the errors where that is not obvious from the message.
 HINTS: tuple[tuple[type[BaseException], str], ...] = (
-    (RelayError, "Nothing was lost: the digests stay queued and the next run sends them."),
+    (
+        RelayError,
+        "Nothing was lost: the digests stay queued as composed, no reader was blamed, and the "
+        "next run sends them once the relay takes mail.",
+    ),
     (
         MailError,
-        "The reader stays pending: run the same command again once mail works "
-        "(or add --confirmed if they already agreed).",
+        "Nothing was lost: the mail stays queued and the next `digest run` (or scheduler pass) "
+        "sends it once mail works (or add --confirmed if the reader already agreed).",
     ),
 )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -15,7 +17,6 @@ from digest.cli.base import (
     handle_errors,
     info,
     plain,
-    print_json,
     progress_bar,
     state,
     stdout,
@@ -45,6 +46,7 @@ def run(dry_run: bool, digest_date: object, no_fetch: bool, fmt: str, out: Path 
     """Fetch, rank, render and send today's digests (or preview them with --dry-run)."""
     ctx = state().context
     day: date | None = digest_date.date() if digest_date is not None else None  # type: ignore[attr-defined]
+    stream = JsonStream() if fmt == "json" else None
     with progress_bar(fmt == "table") as progress:
         report = pipeline.run(
             ctx,
@@ -53,9 +55,11 @@ def run(dry_run: bool, digest_date: object, no_fetch: bool, fmt: str, out: Path 
             dry_run=dry_run,
             out=out,
             progress=progress,
+            listener=stream.item if stream else None,
+            on_start=stream.start if stream else None,
         )
-    if fmt == "json":
-        print_json(report.as_json())
+    if stream is not None:
+        stream.end()
         return
     if report.fetched:
         print_fetch_table(report.fetched)
@@ -69,18 +73,45 @@ def run(dry_run: bool, digest_date: object, no_fetch: bool, fmt: str, out: Path 
         info(f"Wrote the rendered digests to {out}/ (.html, .txt and .eml for each).")
 
 
+class JsonStream:
+    """Prints the run's JSON object as it goes: the header, then each reader as it finishes."""
+
+    def __init__(self) -> None:
+        self.first = True
+
+    def start(self, report: pipeline.RunReport) -> None:
+        """Open the object and its digests list."""
+        header = json.dumps(report.header_json(), ensure_ascii=False)
+        sys.stdout.write(header[:-1] + ', "digests": [')
+        sys.stdout.flush()
+
+    def item(self, outcome: pipeline.ReaderOutcome) -> None:
+        """One reader's digest, as soon as every channel of it has an outcome."""
+        sys.stdout.write(
+            ("\n  " if self.first else ",\n  ")
+            + json.dumps(pipeline.outcome_json(outcome), ensure_ascii=False)
+        )
+        self.first = False
+
+    def end(self) -> None:
+        """Close the list and the object."""
+        sys.stdout.write("\n]}\n")
+        sys.stdout.flush()
+
+
 def print_run_table(report: pipeline.RunReport) -> None:
-    """The summary of a run: one row per digest with its best paper."""
+    """The summary of a run: one row per reader (each channel's outcome), first rows only."""
     verb = "Would send" if report.dry_run else "Sent"
     title = f"Digests for {report.digest_date.isoformat()}" + (
         " (dry run)" if report.dry_run else ""
     )
+    sent = report.sent
     table = Table(title=title, title_justify="left")
     table.add_column("Reader")
     table.add_column("Status")
     table.add_column("Papers", justify="right")
     table.add_column("Top paper (matched terms)", overflow="fold")
-    for outcome in report.outcomes:
+    for outcome in report.rows:
         matches = outcome.digest.matches if outcome.digest else ()
         top = ""
         if matches:
@@ -90,17 +121,35 @@ def print_run_table(report: pipeline.RunReport) -> None:
                 top += f"  [{', '.join(best.matched)}]"
         elif outcome.error:
             top = outcome.error
-        table.add_row(*plain(outcome.email, outcome.status, str(len(matches)), top))
-    stdout.print(table)
-    sent = sum(1 for o in report.outcomes if o.status in ("sent", "would send"))
-    empty = sum(1 for o in report.outcomes if o.status == "empty")
-    failed = sum(1 for o in report.outcomes if o.status in ("failed", "pending"))
+        channels = ", ".join(f"{c}: {s}" for c, s in sorted(outcome.channels.items()))
+        table.add_row(*plain(outcome.email, channels, str(len(matches)), top))
+    if report.rows:
+        stdout.print(table)
+    if sent.total > len(report.rows):
+        stdout.print(
+            f"... and {sent.total - len(report.rows)} more reader(s) "
+            "(all of them with --format json)",
+            markup=False,
+        )
+    done = sent.count("would send" if report.dry_run else "sent")
+    empty = sent.count("empty")
+    retry = sent.count("pending")
+    failed = sent.count("failed")
     summary = (
-        f"{verb}: {sent} digest(s); empty: {empty}; {report.papers} new paper(s) in the window"
+        f"{verb}: {done} reader(s); empty: {empty}; {report.papers} new paper(s) in the window"
     )
+    if retry:
+        summary += f"; to retry in a later run: {retry}"
     if failed:
-        summary += f"; not sent: {failed} (see `digest subscribers list` and the log above)"
+        summary += f"; failed: {failed} (see `digest subscribers list` and the log above)"
     stdout.print(summary, markup=False)
+    mails_sent, mails_left = report.mails
+    if mails_sent or mails_left:
+        stdout.print(
+            f"Single mails (confirmations, goodbyes): {mails_sent} sent"
+            + (f", {mails_left} still queued" if mails_left else ""),
+            markup=False,
+        )
 
 
 @click.command()
@@ -113,15 +162,16 @@ def worker(once: bool, poll: float) -> None:
     owner = pipeline.worker_id()
     info(f"worker {owner} started")
     while True:
+        pipeline.send_queued_mails(ctx)
         report = pipeline.send_pending(ctx, owner=owner)
-        if report.outcomes:
+        if report.total:
             info(
-                f"sent {report.count('sent')}, empty {report.count('empty')}, "
+                f"readers: sent {report.count('sent')}, empty {report.count('empty')}, "
                 f"failed {report.count('failed')}, to retry {report.count('pending')}"
             )
         if once:
             return
-        if not report.outcomes:
+        if not report.total:
             time.sleep(poll)
 
 

@@ -63,10 +63,20 @@ def subscribe(
     ctx = state().context
     preferences = _preferences(keywords, timezone, send_hour, frequency, max_papers, channels)
     subscriber, changed = store.add_subscriber(
-        ctx.engine, email, preferences, confirmed=confirmed, now=ctx.now()
+        ctx.engine,
+        email,
+        preferences,
+        confirmed=confirmed,
+        now=ctx.now(),
+        send_confirmation=not confirmed,
     )
     if subscriber.status == SubscriberStatus.PENDING:
-        pipeline.send_confirmation(ctx, subscriber)
+        try:
+            pipeline.send_mails_now(ctx)
+        except pipeline.MailError as exc:
+            raise pipeline.MailError(
+                f"{subscriber.email} is pending, and its confirmation mail is queued: {exc}"
+            ) from None
         info(f"{subscriber.email} is pending: a confirmation mail was sent.")
     else:
         info(
@@ -81,10 +91,10 @@ def subscribe(
 def unsubscribe(email: str, goodbye: bool) -> None:
     """Stop all mail to a reader (pending digests are cancelled)."""
     ctx = state().context
-    changed = store.unsubscribe(ctx.engine, email=email, now=ctx.now())
+    changed = store.unsubscribe(ctx.engine, email=email, now=ctx.now(), goodbye=goodbye)
     subscriber = store.get_subscriber(ctx.engine, email=email)
     if changed and goodbye:
-        pipeline.send_goodbye(ctx, subscriber)
+        pipeline.send_mails_now(ctx)
     info(f"{subscriber.email} is unsubscribed" + ("." if changed else " (already was)."))
 
 
@@ -151,7 +161,7 @@ def subscribers_import(file: Path, confirmed: bool) -> None:
     Bad rows are reported with their line number and skipped; importing twice changes nothing.
     """
     ctx = state().context
-    added = updated = unchanged = 0
+    added = updated = unchanged = queued = 0
     problems: list[str] = []
     # decode it whole first: a file in another encoding is refused before any row is imported
     raw = file.read_bytes()
@@ -202,10 +212,14 @@ def subscribers_import(file: Path, confirmed: bool) -> None:
             else:
                 added += 1
             if subscriber.status == SubscriberStatus.PENDING:
-                try:
-                    pipeline.send_confirmation(ctx, subscriber)
-                except pipeline.MailError as exc:
-                    problems.append(f"line {line}: {exc}")
+                assert subscriber.id is not None
+                ctx.store.mails.queue(subscriber.id, store.MailKind.CONFIRMATION, now=ctx.now())
+                queued += 1
+    if queued:
+        try:
+            pipeline.send_mails_now(ctx)
+        except pipeline.MailError as exc:
+            problems.append(f"{queued} confirmation mail(s) stay queued for the next run: {exc}")
     for problem in problems:
         error(problem)
     info(

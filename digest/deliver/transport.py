@@ -115,7 +115,9 @@ class FileTransport(_NoSession):
         """Write every envelope; a file per message, named after its recipient and key."""
         self.directory.mkdir(parents=True, exist_ok=True)
         for envelope in envelopes:
-            path = self.directory / f"{_safe_name(envelope.recipient)}-{envelope.key}.eml"
+            # The message id is unique per message: recipients never overwrite each other.
+            unique = _safe_name(envelope.message_id.strip("<>")) or str(envelope.key)
+            path = self.directory / f"{_safe_name(envelope.recipient)}-{unique}.eml"
             temporary = path.with_suffix(".eml.part")
             # Written aside then renamed: a system picking up *.eml never sees half a message.
             temporary.write_bytes(envelope.data)
@@ -125,15 +127,6 @@ class FileTransport(_NoSession):
 
 def _safe_name(address: str) -> str:
     return re.sub(r"[^A-Za-z0-9@._-]", "_", address)[:120]
-
-
-class NullTransport(_NoSession):
-    """Accepts everything and sends nothing (previews that only render)."""
-
-    async def send_many(self, envelopes: Sequence[Envelope], on_result: ResultCallback) -> None:
-        """Report every envelope as delivered without sending it."""
-        for envelope in envelopes:
-            await _report(on_result, SendResult(key=envelope.key, ok=True))
 
 
 class _RateLimiter:
@@ -424,10 +417,34 @@ class SmtpTransport:
                 batch.done.set_exception(exc)
 
 
+_ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+
+def enhanced_status(message: str) -> tuple[int, int, int] | None:
+    """The RFC 3463 enhanced status code a reply starts with ("5.7.1 Relay access denied")."""
+    found = _ENHANCED.match(message or "")
+    return (int(found[1]), int(found[2]), int(found[3])) if found else None
+
+
+def is_policy_refusal(code: int | None, message: str) -> bool:
+    """A refusal about us, not the mailbox: 5.7.x (policy, authentication, relay access)."""
+    enhanced = enhanced_status(message)
+    if enhanced is not None:
+        return enhanced[0] == 5 and enhanced[1] == 7
+    return code == 530  # "authentication required" without an enhanced code
+
+
 def _failure(
     envelope: Envelope, code: int | None, message: str, *, rcpt: bool = False
 ) -> SendResult:
     permanent = code is not None and 500 <= code < 600
+    if rcpt and permanent and is_policy_refusal(code, message):
+        # The relay refuses us (relay access, authentication, policy), not this reader's
+        # mailbox: nobody's bounce, and no other recipient will fare better this run.
+        raise RelayError(
+            f"the SMTP relay refused to deliver for us: {code} {message} (check [smtp] host, "
+            "username and password, and that the relay lets this host send to outside domains)"
+        )
     return SendResult(
         envelope.key,
         False,

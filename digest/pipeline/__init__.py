@@ -16,24 +16,19 @@ from digest.pipeline.composing import (
 from digest.pipeline.context import Context, Progress, build_context, run_sync, utcnow
 from digest.pipeline.feeding import reader_feed, search_feed, write_reader_feeds
 from digest.pipeline.fetching import FetchReport, fetch
-from digest.pipeline.mails import MailError, send_confirmation, send_goodbye
+from digest.pipeline.mails import MailError, send_mails_now, send_queued_mails
 from digest.pipeline.planning import is_due, local_date, plan
-from digest.pipeline.running import RunReport, run, write_previews
-from digest.pipeline.sending import (
-    DeliveryOutcome,
-    SendReport,
-    process_claims,
-    send_pending,
-    worker_id,
-)
+from digest.pipeline.report import ReaderOutcome, SendReport
+from digest.pipeline.running import RunReport, outcome_json, run
 from digest.pipeline.upkeep import housekeeping
+from digest.pipeline.worker import send_pending, worker_id
 
 __all__ = [
     "Context",
-    "DeliveryOutcome",
     "FetchReport",
     "MailError",
     "Progress",
+    "ReaderOutcome",
     "RunReport",
     "SendReport",
     "Window",
@@ -46,18 +41,17 @@ __all__ = [
     "housekeeping",
     "is_due",
     "local_date",
+    "outcome_json",
     "plan",
     "preview",
-    "process_claims",
     "reader_feed",
     "run",
     "run_sync",
     "search_feed",
-    "send_confirmation",
-    "send_goodbye",
+    "send_mails_now",
     "send_pending",
+    "send_queued_mails",
     "utcnow",
     "worker_id",
-    "write_previews",
     "write_reader_feeds",
 ]

@@ -102,6 +102,117 @@ def _failed_sources(ctx: Context) -> tuple[SourceStatus, ...]:
     )
 
 
+Unit = tuple[int, date]
+"""(subscriber id, digest date): one reader's digest for one day, whatever its channels."""
+
+
+def compose_once(
+    ctx: Context,
+    units: Sequence[Unit],
+    subscribers: dict[int, Subscriber],
+    *,
+    record: bool = True,
+) -> dict[Unit, Digest | None]:
+    """Each unit's digest as first composed: read where recorded, else ranked now (and recorded).
+
+    The first time a reader's digest for a day is prepared, its papers, their order, scores and
+    matched terms are recorded; every later attempt, channel, worker and rerun gets exactly that.
+    `record=False` (the dry run) composes what is missing the same way but records nothing.
+    None means nothing was worth sending (an empty digest).
+    """
+    wanted = sorted(set(units))
+    recorded = ctx.store.digests.get_many(wanted)
+    missing = [unit for unit in wanted if unit not in recorded]
+    if missing:
+        fresh = _compose_missing(ctx, missing, subscribers)
+        recorded.update(
+            ctx.store.digests.save(fresh, now=ctx.now())
+            if record
+            else {(c.subscriber_id, c.digest_date): c for c in fresh}
+        )
+    papers = store.papers_by_ids(
+        ctx.engine, {item.paper_id for c in recorded.values() for item in c.items}
+    )
+    return {unit: _digest_of(ctx, recorded[unit], subscribers[unit[0]], papers) for unit in wanted}
+
+
+def _compose_missing(
+    ctx: Context, units: Sequence[Unit], subscribers: dict[int, Subscriber]
+) -> list[store.Composition]:
+    """Rank the units not composed yet: each window starts where the reader's last digest stopped."""
+    now = ctx.now()
+    compositions: list[store.Composition] = []
+    for day in sorted({day for _, day in units}):
+        ids = [sid for sid, d in units if d == day]
+        previous = ctx.store.digests.previous_until(ids, before=day)
+        windows = [Window(previous.get(sid) or first_window(ctx, now), now) for sid in ids]
+        since = min(w.since for w in windows)
+        recommended = ctx.store.digests.recommended(ids, since=since)
+        members = [subscribers[sid] for sid in ids]
+        digests = compose(
+            ctx,
+            members,
+            windows,
+            digest_date=day,
+            exclude=[recommended.get(sid, set()) for sid in ids],
+        )
+        for sid, window, digest in zip(ids, windows, digests, strict=True):
+            compositions.append(_composition_of(sid, day, window, digest))
+    return compositions
+
+
+def _composition_of(
+    subscriber_id: int, day: date, window: Window, digest: Digest | None
+) -> store.Composition:
+    items: list[store.ComposedItem] = []
+    if digest is not None:
+        for section, matches in (("match", digest.matches), ("trending", digest.trending)):
+            items.extend(
+                store.ComposedItem(m.paper.id, section, rank, float(m.score), tuple(m.matched))
+                for rank, m in enumerate(matches, start=1)
+                if m.paper.id is not None
+            )
+    return store.Composition(
+        subscriber_id=subscriber_id,
+        digest_date=day,
+        since=window.since,
+        until=window.until,
+        items=tuple(items),
+        fallback=bool(digest and digest.fallback),
+        failed_sources=tuple(
+            (s.name, s.error or "") for s in (digest.failed_sources if digest else ())
+        ),
+    )
+
+
+def _digest_of(
+    ctx: Context,
+    composition: store.Composition,
+    subscriber: Subscriber,
+    papers: dict[int, Paper],
+) -> Digest | None:
+    """The recorded composition as a Digest to render (None when it was empty)."""
+    if composition.empty:
+        return None
+    sections: dict[str, list[Match]] = {"match": [], "trending": []}
+    for item in composition.items:
+        paper = papers.get(item.paper_id)
+        if paper is not None:  # a paper deleted since is left out rather than invented
+            sections[item.section].append(Match(paper, item.score, item.matched))
+    return Digest(
+        subscriber=subscriber,
+        digest_date=composition.digest_date,
+        matches=tuple(sections["match"]),
+        trending=tuple(sections["trending"]),
+        failed_sources=tuple(
+            SourceStatus(name=name, ok=False, error=error or None)
+            for name, error in composition.failed_sources
+        ),
+        links=ctx.links(subscriber),
+        fallback=composition.fallback,
+    )
+
+
 def first_window(ctx: Context, cutoff: datetime) -> datetime:
     """Where a subscriber's first digest starts looking."""
     return cutoff - timedelta(days=ctx.settings.digest.first_digest_days)

@@ -66,6 +66,11 @@ class Context:
     _window_cache: dict[tuple[datetime, datetime, int], list[Paper]] = field(default_factory=dict)
 
     @cached_property
+    def store(self) -> store.Store:
+        """The database as one object (its queues and composed digests)."""
+        return store.Store(self.engine)
+
+    @cached_property
     def renderer(self) -> EmailRenderer:
         """The email templates, compiled once (a broken template fails here, before any send)."""
         templates = (

@@ -23,7 +23,7 @@ def reader_feed(ctx: Context, subscriber: Subscriber, kind: str) -> bytes:
     """A subscriber's recommended papers of the last 30 days, newest digest first."""
     assert subscriber.id is not None
     since = (ctx.now() - timedelta(days=FEED_DAYS)).date()
-    items = store.feed_items(ctx.engine, subscriber.id, since=since)
+    items = ctx.store.digests.feed_items(subscriber.id, since=since)
     papers = store.papers_by_ids(ctx.engine, [item.paper_id for item in items])
     entries = [
         FeedEntry(papers[i.paper_id], i.digest_date, i.sent_at, i.matched)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -36,7 +36,17 @@ def plan(
     (`digest schedule`). Weekly readers get at most one digest in seven days.
     """
     now = ctx.now()
-    created = 0
+    return sum(
+        ctx.store.deliveries.plan(planned, now=now)
+        for planned in planned_batches(ctx, digest_date=digest_date, due_only=due_only)
+    )
+
+
+def planned_batches(
+    ctx: Context, *, digest_date: date | None = None, due_only: bool = False
+) -> Iterator[list[store.PlannedDelivery]]:
+    """The rows `plan` would create, a batch of readers at a time (the dry run reads them too)."""
+    now = ctx.now()
     for batch in store.iter_active(ctx.engine):
         planned: list[store.PlannedDelivery] = []
         for subscriber in batch:
@@ -47,9 +57,7 @@ def plan(
                 store.PlannedDelivery(subscriber.id, day, channel)  # type: ignore[arg-type]
                 for channel in subscriber.channels
             )
-        planned = _drop_weekly_not_due(ctx, batch, planned)
-        created += store.plan_deliveries(ctx.engine, planned, cutoff=now, now=now)
-    return created
+        yield _drop_weekly_not_due(ctx, batch, planned)
 
 
 def _drop_weekly_not_due(
@@ -61,7 +69,9 @@ def _drop_weekly_not_due(
     kept = []
     for item in planned:
         if item.subscriber_id in weekly:
-            last = store.last_digest_dates(ctx.engine, [item.subscriber_id], channel=item.channel)
+            last = ctx.store.deliveries.last_digest_dates(
+                [item.subscriber_id], channel=item.channel
+            )
             previous = last.get(item.subscriber_id)
             if previous is not None and item.digest_date - previous < timedelta(days=7):
                 continue

@@ -1,26 +1,33 @@
-"""`digest run`: fetch, plan, send; or, dry, preview what would be sent without changing anything."""
+"""`digest run`: fetch, queued mails, plan, send; or, dry, the same path with a preview transport.
+
+The dry run plans in memory (the rows a run would create, plus the rows already due), composes
+each digest exactly as the run would (reading what is already composed, composing the rest
+without recording it) and renders it; its envelopes go to previews instead of the relay. What it
+lists is what the run then sends.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from digest import store
-from digest.deliver.transport import (
-    Transport,
-)
-from digest.models import (
-    Channel,
-    Subscriber,
-)
-from digest.pipeline.composing import Window, compose, first_window
+from digest.deliver.transport import RelayError, Transport
+from digest.models import Channel, Subscriber
+from digest.pipeline.batch import envelope_for, prepare_batch
+from digest.pipeline.composing import first_window
 from digest.pipeline.context import Context, Progress
 from digest.pipeline.fetching import FetchReport, fetch
-from digest.pipeline.planning import plan
-from digest.pipeline.sending import DeliveryOutcome, envelope_for, send_pending
+from digest.pipeline.mails import send_queued_mails
+from digest.pipeline.planning import plan, planned_batches
+from digest.pipeline.report import Listener, ReaderOutcome, SendReport
+from digest.pipeline.worker import send_pending
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -31,12 +38,19 @@ class RunReport:
     dry_run: bool
     papers: int
     fetched: list[FetchReport] = field(default_factory=list)
-    outcomes: list[DeliveryOutcome] = field(default_factory=list)
+    sent: SendReport = field(default_factory=SendReport)
     planned: int = 0
     examples: bool = False
+    mails: tuple[int, int] = (0, 0)
+    """Single mails (confirmations, goodbyes) sent, and not taken by the relay."""
 
-    def as_json(self) -> dict[str, Any]:
-        """The `--format json` shape: date, dry_run, papers and one object per digest."""
+    @property
+    def rows(self) -> list[ReaderOutcome]:
+        """The first readers' outcomes (all are counted in `sent`)."""
+        return self.sent.rows
+
+    def header_json(self) -> dict[str, Any]:
+        """The `--format json` object without its digests (streamed after it)."""
         return {
             "date": self.digest_date.isoformat(),
             "dry_run": self.dry_run,
@@ -46,26 +60,32 @@ class RunReport:
                 {"name": f.name, "status": f.status, "new": f.new, "error": f.error}
                 for f in self.fetched
             ],
-            "digests": [
-                {
-                    "email": o.email,
-                    "channel": o.channel,
-                    "status": o.status,
-                    "error": o.error,
-                    "papers": [
-                        {
-                            "key": m.paper.key,
-                            "title": m.paper.title,
-                            "url": m.paper.url,
-                            "score": round(float(m.score), 4),
-                            "matched": list(m.matched),
-                        }
-                        for m in (o.digest.matches if o.digest else ())
-                    ],
-                }
-                for o in self.outcomes
-            ],
         }
+
+    def as_json(self) -> dict[str, Any]:
+        """The whole `--format json` shape (the kept rows only)."""
+        return {**self.header_json(), "digests": [outcome_json(o) for o in self.rows]}
+
+
+def outcome_json(outcome: ReaderOutcome) -> dict[str, Any]:
+    """One reader's digest as `--format json` lists it, best paper first."""
+    return {
+        "email": outcome.email,
+        "date": outcome.digest_date.isoformat(),
+        "status": outcome.status,
+        "channels": dict(sorted(outcome.channels.items())),
+        "error": outcome.error,
+        "papers": [
+            {
+                "key": m.paper.key,
+                "title": m.paper.title,
+                "url": m.paper.url,
+                "score": round(float(m.score), 4),
+                "matched": list(m.matched),
+            }
+            for m in (outcome.digest.matches if outcome.digest else ())
+        ],
+    }
 
 
 def run(
@@ -77,17 +97,31 @@ def run(
     out: Path | None = None,
     transport: Transport | None = None,
     progress: Progress | None = None,
+    listener: Listener | None = None,
+    on_start: Any = None,
 ) -> RunReport:
-    """Fetch (optionally), then plan and send today's digests; dry, preview them instead."""
+    """Fetch (optionally), then plan and send the day's digests; dry, preview them instead.
+
+    `listener` is called with each reader's outcome as it finishes; `on_start` with the report
+    before the first one (the CLI streams JSON from both).
+    """
     day = digest_date or ctx.now().date()
     fetched = fetch(ctx, progress=progress) if fetch_first else []
+    report = RunReport(day, dry_run, _window_size(ctx), fetched)
+    if on_start is not None:
+        on_start(report)
+    listeners = [f for f in (listener, _preview_writer(ctx, out)) if f is not None]
+    report.sent = SendReport(listener=_fan_out(listeners))
     if dry_run:
-        return _dry_run(ctx, day, fetched, out)
-    planned = plan(ctx, digest_date=day)
-    sent = send_pending(ctx, transport, progress=progress)
-    report = RunReport(day, False, _window_size(ctx), fetched, sent.outcomes, planned)
-    if out is not None:
-        write_previews(ctx, report, out)
+        _dry_run(ctx, day, report)
+        return report
+    try:
+        report.mails = send_queued_mails(ctx, transport)
+    except RelayError as exc:
+        log.warning("queued mails stay queued: %s", exc)
+    report.planned = plan(ctx, digest_date=day)
+    sent = send_pending(ctx, transport, progress=progress, listener=report.sent.listener)
+    report.sent = sent
     return report
 
 
@@ -96,69 +130,109 @@ def _window_size(ctx: Context) -> int:
     return store.count_papers_seen_between(ctx.engine, first_window(ctx, now), now)
 
 
-def _dry_run(ctx: Context, day: date, fetched: list[FetchReport], out: Path | None) -> RunReport:
-    """What a run would send now, changing nothing: no delivery row, no paper marked sent."""
-    now = ctx.now()
-    subscribers = [s for batch in store.iter_active(ctx.engine) for s in batch]
-    examples = not subscribers
+def _dry_run(ctx: Context, day: date, report: RunReport) -> None:
+    """What a run would send now, changing nothing: no row planned, composed or marked."""
+    examples = _example_readers(ctx)
+    report.examples = bool(examples)
+    batch = ctx.settings.delivery.batch_size
     if examples:
-        subscribers = [
-            Subscriber(email=e.name, keywords=e.keywords, max_papers=ctx.settings.digest.max_papers)
-            for e in ctx.settings.examples
+        claims = [
+            store.Claim(-i, sid, day, Channel.EMAIL, 0) for i, sid in enumerate(examples, start=1)
         ]
-    windows = _dry_windows(ctx, subscribers, day, now)
-    sent_before = store.sent_paper_ids(ctx.engine, [s.id for s in subscribers if s.id])
-    digests = compose(
-        ctx,
-        subscribers,
-        windows,
-        digest_date=day,
-        exclude=[sent_before.get(s.id, set()) if s.id else set() for s in subscribers],
-    )
-    outcomes = []
-    for subscriber, digest in zip(subscribers, digests, strict=True):
-        status = "would send" if digest else "empty"
-        if digest and "email" not in subscriber.channels:
-            status = "feed only"
-        outcomes.append(DeliveryOutcome(subscriber.email, Channel.EMAIL, status, digest))
-    report = RunReport(day, True, _window_size(ctx), fetched, outcomes, 0, examples)
-    if out is not None:
-        write_previews(ctx, report, out)
-    return report
+        for start in range(0, len(claims), batch):
+            _preview(ctx, claims[start : start + batch], report.sent, examples)
+        return
+    for claims in _chunks(_dry_claims(ctx, day), batch):
+        _preview(ctx, claims, report.sent, None)
 
 
-def _dry_windows(
-    ctx: Context, subscribers: Sequence[Subscriber], day: date, now: datetime
-) -> list[Window]:
-    ids = [s.id for s in subscribers if s.id is not None]
-    previous = (
-        store.previous_cutoffs(
-            ctx.engine, ids, channel=Channel.EMAIL, before=day + timedelta(days=1)
+def _dry_claims(ctx: Context, day: date) -> Iterator[store.Claim]:
+    """The rows a run would claim: those already due, then those planning would create."""
+    deliveries = ctx.store.deliveries
+    due = deliveries.due(now=ctx.now())
+    yield from due
+    taken = {(c.subscriber_id, c.digest_date, c.channel) for c in due}
+    fake = 0
+    for planned in planned_batches(ctx, digest_date=day):
+        existing = deliveries.existing(planned)
+        for p in planned:
+            unit = (p.subscriber_id, p.digest_date, p.channel)
+            if unit in existing or unit in taken:
+                continue
+            fake -= 1
+            yield store.Claim(fake, p.subscriber_id, p.digest_date, p.channel, 0)
+
+
+def _chunks(claims: Iterator[store.Claim], size: int) -> Iterator[list[store.Claim]]:
+    """Batches of claims that keep a reader's channels together."""
+    chunk: list[store.Claim] = []
+    for claim in claims:
+        if len(chunk) >= size and chunk[-1].subscriber_id != claim.subscriber_id:
+            yield chunk
+            chunk = []
+        chunk.append(claim)
+    if chunk:
+        yield chunk
+
+
+def _preview(
+    ctx: Context,
+    claims: Sequence[store.Claim],
+    report: SendReport,
+    subscribers: dict[int, Subscriber] | None,
+) -> None:
+    prepared = prepare_batch(ctx, claims, report, dry=True, subscribers=subscribers)
+    for pending in prepared.pending.values():
+        report.settle(pending.key, pending.claim.channel, "would send")
+
+
+def _example_readers(ctx: Context) -> dict[int, Subscriber]:
+    """With no reader yet, the config's example profiles stand in (under made-up ids)."""
+    if store.count_subscribers(ctx.engine):
+        return {}
+    return {
+        -i: Subscriber(
+            email=e.name,
+            keywords=e.keywords,
+            max_papers=ctx.settings.digest.max_papers,
+            channels=(Channel.EMAIL,),
+            id=-i,
         )
-        if ids
-        else {}
-    )
-    return [Window(previous.get(s.id) or first_window(ctx, now), now) for s in subscribers]  # type: ignore[arg-type]
+        for i, e in enumerate(ctx.settings.examples, start=1)
+    }
 
 
-def write_previews(ctx: Context, report: RunReport, out: Path) -> list[Path]:
-    """Write each digest as .html, .txt and .eml into `out` (what the reader would get)."""
+def _fan_out(listeners: list[Listener]) -> Listener | None:
+    if not listeners:
+        return None
+
+    def call(outcome: ReaderOutcome) -> None:
+        for listener in listeners:
+            listener(outcome)
+
+    return call
+
+
+def _preview_writer(ctx: Context, out: Path | None) -> Listener | None:
+    """Writes each reader's digest as .html, .txt and .eml into `out` as it finishes."""
+    if out is None:
+        return None
     out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    for index, outcome in enumerate(report.outcomes, start=1):
+    count = 0
+
+    def write(outcome: ReaderOutcome) -> None:
+        nonlocal count
         if outcome.digest is None:
-            continue
+            return
+        count += 1
         rendered = ctx.renderer.digest(outcome.digest)
-        stem = f"{index:04d}-{_slug(outcome.email)}"
-        envelope = envelope_for(ctx, index, outcome.email, rendered, outcome.digest.links)
-        for suffix, content in ((".html", rendered.html), (".txt", rendered.text)):
-            path = out / (stem + suffix)
-            path.write_text(content, encoding="utf-8")
-            written.append(path)
-        eml = out / (stem + ".eml")
-        eml.write_bytes(envelope.data)
-        written.append(eml)
-    return written
+        stem = f"{count:04d}-{_slug(outcome.email)}"
+        envelope = envelope_for(ctx, count, outcome.email, rendered, outcome.digest.links)
+        (out / (stem + ".html")).write_text(rendered.html, encoding="utf-8")
+        (out / (stem + ".txt")).write_text(rendered.text, encoding="utf-8")
+        (out / (stem + ".eml")).write_bytes(envelope.data)
+
+    return write
 
 
 def _slug(value: str) -> str:

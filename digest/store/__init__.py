@@ -5,31 +5,10 @@ One module per table family, the way miniflux's storage has one file per table.
 
 from sqlalchemy import Engine
 
-from digest.store.deliveries import (
-    Claim,
-    Failure,
-    FeedItem,
-    PlannedDelivery,
-    claim_deliveries,
-    deliveries_for,
-    delivery_counts,
-    extend_lease,
-    feed_items,
-    last_digest_dates,
-    mark_empty,
-    mark_failed,
-    mark_many_sent,
-    mark_sent,
-    plan_deliveries,
-    previous_cutoffs,
-    record_results,
-    release_claims,
-    release_expired,
-    save_items,
-    save_many_items,
-    sent_paper_ids,
-)
+from digest.store.deliveries import Claim, Deliveries, PlannedDelivery
+from digest.store.digests import ComposedItem, Composition, Digests, FeedItem
 from digest.store.engine import StoreError, ensure_schema, migrate, open_engine, schema_is_current
+from digest.store.mails import MailClaim, MailKind, Mails
 from digest.store.meta import get_or_create_secret
 from digest.store.papers import (
     UpsertCounts,
@@ -44,6 +23,7 @@ from digest.store.papers import (
     save_acronyms,
     upsert_papers,
 )
+from digest.store.queue import Outcome, Queue
 from digest.store.ratelimit import hit_rate_limit, prune_rate_events
 from digest.store.sources import (
     SourceRecord,
@@ -66,7 +46,6 @@ from digest.store.subscribers import (
     iter_active,
     list_subscribers,
     normalize_email,
-    record_bounce,
     rotate_feed_token,
     subscriber_by_feed_token,
     subscribers_by_ids,
@@ -75,45 +54,59 @@ from digest.store.subscribers import (
     update_preferences,
 )
 
+
+class Store:
+    """The database as one object: an engine and one attribute per queue or table family.
+
+    `deliveries` and `mails` are the two queues (store/queue.py's state machine); `digests` the
+    composed digests. Other families are still module functions taking the engine.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.deliveries = Deliveries(engine)
+        self.digests = Digests(engine)
+        self.mails = Mails(engine)
+
+
 __all__ = [
     "Claim",
+    "ComposedItem",
+    "Composition",
+    "Deliveries",
+    "Digests",
     "Engine",
-    "Failure",
     "FeedItem",
     "InvalidSubscriber",
+    "MailClaim",
+    "MailKind",
+    "Mails",
+    "Outcome",
     "PlannedDelivery",
     "Preferences",
+    "Queue",
     "SourceRecord",
+    "Store",
     "StoreError",
     "UnknownSource",
     "UnknownSubscriber",
     "UpsertCounts",
     "add_source",
     "add_subscriber",
-    "claim_deliveries",
     "confirm_subscriber",
     "count_papers",
     "count_papers_seen_between",
     "count_subscribers",
-    "deliveries_for",
-    "delivery_counts",
     "ensure_schema",
-    "extend_lease",
-    "feed_items",
     "get_or_create_secret",
     "get_source",
     "get_subscriber",
     "hit_rate_limit",
     "iter_active",
-    "last_digest_dates",
     "list_papers",
     "list_sources",
     "list_subscribers",
     "load_acronyms",
-    "mark_empty",
-    "mark_failed",
-    "mark_many_sent",
-    "mark_sent",
     "merge_papers",
     "migrate",
     "normalize_email",
@@ -121,21 +114,12 @@ __all__ = [
     "paper_counts_by_source",
     "papers_by_ids",
     "papers_seen_between",
-    "plan_deliveries",
-    "previous_cutoffs",
     "prune_rate_events",
-    "record_bounce",
     "record_fetch",
-    "record_results",
-    "release_claims",
-    "release_expired",
     "remove_source",
     "rotate_feed_token",
     "save_acronyms",
-    "save_items",
-    "save_many_items",
     "schema_is_current",
-    "sent_paper_ids",
     "subscriber_by_feed_token",
     "subscribers_by_ids",
     "sync_config_sources",

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Date,
     DateTime,
     Float,
@@ -131,6 +132,43 @@ class SubscriberRow(Base):
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class DigestRow(Base):
+    """One reader's digest for one day, composed once: its window and whether it had anything.
+
+    Every channel and every attempt of that day sends exactly these papers (`digest_items`).
+    """
+
+    __tablename__ = "digests"
+    __table_args__ = (UniqueConstraint("subscriber_id", "digest_date", name="uq_digests_unit"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    digest_date: Mapped[date] = mapped_column(Date)
+    since: Mapped[datetime] = mapped_column(UTCDateTime)
+    until: Mapped[datetime] = mapped_column(UTCDateTime)
+    """Papers first seen up to this moment belong to this digest; the next one starts here."""
+    empty: Mapped[bool] = mapped_column(Boolean, default=False)
+    fallback: Mapped[bool] = mapped_column(Boolean, default=False)
+    failed_sources: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    composed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DigestItemRow(Base):
+    """A paper of a composed digest, in order: its score and the terms that matched."""
+
+    __tablename__ = "digest_items"
+    __table_args__ = (UniqueConstraint("digest_id", "paper_id", name="uq_digest_items_pair"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    digest_id: Mapped[int] = mapped_column(ForeignKey("digests.id", ondelete="CASCADE"), index=True)
+    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"), index=True)
+    section: Mapped[str] = mapped_column(String(10))
+    """"match" (recommended: never recommended again) or "trending" (the day's popular papers)."""
+    rank: Mapped[int] = mapped_column(Integer)
+    score: Mapped[float] = mapped_column(Float)
+    matched: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
 class DeliveryRow(Base):
     """One digest for one subscriber, day and channel: the unit of work and of idempotency."""
 
@@ -145,8 +183,6 @@ class DeliveryRow(Base):
     digest_date: Mapped[date] = mapped_column(Date)
     channel: Mapped[str] = mapped_column(String(10))
     status: Mapped[str] = mapped_column(String(10), default="pending")
-    cutoff: Mapped[datetime] = mapped_column(UTCDateTime)
-    """Papers first seen up to this moment belong to this digest; the next one starts here."""
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -157,20 +193,28 @@ class DeliveryRow(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class DeliveryItemRow(Base):
-    """A paper recommended in a delivery: feeds the RSS digest and the never-twice rule."""
+class MailRow(Base):
+    """A single mail to one reader (confirmation, already subscribed, goodbye), queued durably.
 
-    __tablename__ = "delivery_items"
-    __table_args__ = (UniqueConstraint("delivery_id", "paper_id", name="uq_delivery_items_pair"),)
+    Queued in the same transaction as the change that asks for it, then claimed, retried and
+    recorded by the same state machine as deliveries (store/queue.py).
+    """
+
+    __tablename__ = "mails"
+    __table_args__ = (Index("ix_mails_status_id", "status", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    delivery_id: Mapped[int] = mapped_column(
-        ForeignKey("deliveries.id", ondelete="CASCADE"), index=True
-    )
-    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"), index=True)
-    rank: Mapped[int] = mapped_column(Integer)
-    score: Mapped[float] = mapped_column(Float)
-    matched: Mapped[list[str]] = mapped_column(JSON, default=list)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(30))
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    message_id: Mapped[str | None] = mapped_column(String(300))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class AcronymRow(Base):

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from digest.config import validate_timezone
 from digest.models import Subscriber, SubscriberStatus
 from digest.store.engine import transaction
+from digest.store.mails import MailKind, enqueue
 from digest.store.schema import DeliveryRow, SubscriberRow
 
 FREQUENCIES = ("daily", "weekly")
@@ -89,39 +90,63 @@ def to_subscriber(row: SubscriberRow) -> Subscriber:
 
 
 def add_subscriber(
-    engine: Engine, email: str, preferences: Preferences, *, confirmed: bool, now: datetime
+    engine: Engine,
+    email: str,
+    preferences: Preferences,
+    *,
+    confirmed: bool,
+    now: datetime,
+    send_confirmation: bool = False,
 ) -> tuple[Subscriber, bool]:
     """Create a subscriber (pending unless confirmed); returns it and whether anything changed.
 
     An address already known keeps its row: an unsubscribed one comes back (pending again unless
-    confirmed), an active one keeps its status, and its preferences are updated.
+    confirmed), an active one keeps its status, and its preferences are updated. With
+    `send_confirmation`, the confirmation mail (or, for an active reader, a note with their
+    preferences link) is queued in the same transaction.
     """
     address = normalize_email(email)
     preferences.checked()
     with transaction(engine) as session:
-        row = session.scalar(select(SubscriberRow).where(SubscriberRow.email == address))
-        if row is None:
-            row = SubscriberRow(
-                email=address,
-                status=SubscriberStatus.ACTIVE if confirmed else SubscriberStatus.PENDING,
-                feed_token=new_feed_token(),
-                created_at=now,
-                confirmed_at=now if confirmed else None,
-                token_version=0,
-                bounce_count=0,
+        subscriber, changed = _add(session, address, preferences, confirmed=confirmed, now=now)
+        if send_confirmation and not confirmed:
+            kind = (
+                MailKind.ALREADY_SUBSCRIBED
+                if subscriber.status == SubscriberStatus.ACTIVE
+                else MailKind.CONFIRMATION
             )
-            _apply(row, preferences)
-            session.add(row)
-            session.flush()
-            return to_subscriber(row), True
-        changed = _apply(row, preferences)
-        if confirmed and row.status != SubscriberStatus.ACTIVE:
-            row.status, row.confirmed_at, row.bounce_count = SubscriberStatus.ACTIVE, now, 0
-            changed = True
-        elif row.status in (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED):
-            row.status = SubscriberStatus.PENDING
-            changed = True
-        return to_subscriber(row), changed
+            assert subscriber.id is not None
+            enqueue(session.connection(), subscriber.id, kind, now=now)
+        return subscriber, changed
+
+
+def _add(
+    session: Session, address: str, preferences: Preferences, *, confirmed: bool, now: datetime
+) -> tuple[Subscriber, bool]:
+    """Insert or update the row inside the caller's transaction."""
+    row = session.scalar(select(SubscriberRow).where(SubscriberRow.email == address))
+    if row is None:
+        row = SubscriberRow(
+            email=address,
+            status=SubscriberStatus.ACTIVE if confirmed else SubscriberStatus.PENDING,
+            feed_token=new_feed_token(),
+            created_at=now,
+            confirmed_at=now if confirmed else None,
+            token_version=0,
+            bounce_count=0,
+        )
+        _apply(row, preferences)
+        session.add(row)
+        session.flush()
+        return to_subscriber(row), True
+    changed = _apply(row, preferences)
+    if confirmed and row.status != SubscriberStatus.ACTIVE:
+        row.status, row.confirmed_at, row.bounce_count = SubscriberStatus.ACTIVE, now, 0
+        changed = True
+    elif row.status in (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED):
+        row.status = SubscriberStatus.PENDING
+        changed = True
+    return to_subscriber(row), changed
 
 
 def _apply(row: SubscriberRow, preferences: Preferences) -> bool:
@@ -214,9 +239,17 @@ def update_preferences(engine: Engine, subscriber_id: int, preferences: Preferen
 
 
 def unsubscribe(
-    engine: Engine, *, now: datetime, id: int | None = None, email: str | None = None
+    engine: Engine,
+    *,
+    now: datetime,
+    id: int | None = None,
+    email: str | None = None,
+    goodbye: bool = False,
 ) -> bool:
-    """Stop all mail to a subscriber and cancel their pending digests; False if already unsubscribed."""
+    """Stop all mail to a subscriber and cancel their pending digests; False if already unsubscribed.
+
+    With `goodbye`, the goodbye mail is queued in the same transaction.
+    """
     subscriber = get_subscriber(engine, id=id, email=email)
     with transaction(engine) as session:
         row = session.get(SubscriberRow, subscriber.id)
@@ -230,6 +263,8 @@ def unsubscribe(
             .where(DeliveryRow.subscriber_id == row.id, DeliveryRow.status == "pending")
             .values(status="failed", last_error="unsubscribed before sending")
         )
+        if goodbye:
+            enqueue(session.connection(), row.id, MailKind.GOODBYE, now=now)
         return True
 
 
@@ -241,19 +276,6 @@ def rotate_feed_token(engine: Engine, subscriber_id: int) -> str:
             update(SubscriberRow).where(SubscriberRow.id == subscriber_id).values(feed_token=token)
         )
     return token
-
-
-def record_bounce(engine: Engine, subscriber_id: int, *, bounce_after: int) -> bool:
-    """Count a permanent refusal; marks the subscriber bounced at the threshold. True when bounced."""
-    with transaction(engine) as session:
-        row = session.get(SubscriberRow, subscriber_id)
-        if row is None:
-            return False
-        row.bounce_count += 1
-        if row.bounce_count >= bounce_after and row.status == SubscriberStatus.ACTIVE:
-            row.status = SubscriberStatus.BOUNCED
-            return True
-        return False
 
 
 def list_subscribers(engine: Engine, *, statuses: Sequence[str] | None = None) -> list[Subscriber]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from starlette.background import BackgroundTask
@@ -84,7 +85,7 @@ async def subscribe(request: Request) -> Response:
     days = site.ctx.settings.web.token_max_age_days
     response = site.page(request, "check_inbox.html", {"email": state.email, "days": days})
     if isinstance(outcome, Subscriber):
-        response.background = BackgroundTask(send_confirmation, site, outcome)
+        response.background = BackgroundTask(deliver_queued_mail, site)
     return response
 
 
@@ -129,19 +130,27 @@ def start_subscription(site: Site, state: FormState, ip: str) -> Subscriber | st
         existing = None
     if existing is not None and existing.status == SubscriberStatus.ACTIVE:
         # A stranger must not change an active reader's profile: the mail sends them their link.
+        assert existing.id is not None
+        ctx.store.mails.queue(existing.id, store.MailKind.ALREADY_SUBSCRIBED, now=now)
         return existing
     subscriber, _ = store.add_subscriber(
-        ctx.engine, state.email, state.preferences, confirmed=False, now=now
+        ctx.engine, state.email, state.preferences, confirmed=False, now=now, send_confirmation=True
     )
     return subscriber
 
 
-def send_confirmation(site: Site, subscriber: Subscriber) -> None:
-    """Send the opt-in mail after the response has gone (so timing tells nothing either)."""
+def deliver_queued_mail(site: Site) -> None:
+    """Send the queued mail after the response has gone (so timing tells nothing either).
+
+    The mail was queued with the change; if the relay does not take it now, the next
+    `digest run`, scheduler pass or worker sends it.
+    """
     try:
-        pipeline.send_confirmation(site.ctx, subscriber)
-    except Exception:
-        log.exception("could not send the confirmation mail for subscriber %s", subscriber.id)
+        pipeline.send_mails_now(site.ctx)
+    except pipeline.MailError as exc:
+        log.warning("mail stays queued for the next run: %s", exc)
+    except Exception as exc:  # the page has answered; the queue keeps the mail
+        log.error("mail stays queued for the next run: %s: %s", type(exc).__name__, exc)
 
 
 async def confirm(request: Request) -> Response:
@@ -265,20 +274,13 @@ async def unsubscribe(request: Request) -> Response:
     if refused:
         return site.message(request, "Please try again", refused, status_code=403)
     changed = await run_in_threadpool(
-        store.unsubscribe, ctx.engine, id=subscriber.id, now=ctx.now()
+        partial(store.unsubscribe, goodbye=True), ctx.engine, id=subscriber.id, now=ctx.now()
     )
     response = site.page(request, "unsubscribed.html", {"subscriber": subscriber})
     if changed:
-        response.background = BackgroundTask(send_goodbye, site, subscriber)
+        # The goodbye (with a way back) was queued with the change; only when asked on the page.
+        response.background = BackgroundTask(deliver_queued_mail, site)
     return response
-
-
-def send_goodbye(site: Site, subscriber: Subscriber) -> None:
-    """Tell the reader they are out, with a way back (only when they asked on the page)."""
-    try:
-        pipeline.send_goodbye(site.ctx, subscriber)
-    except Exception:
-        log.exception("could not send the goodbye mail for subscriber %s", subscriber.id)
 
 
 # ---------------------------------------------------------------- helpers

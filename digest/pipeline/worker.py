@@ -1,0 +1,209 @@
+"""Deliver stage: claim pending rows with a lease, compose, render, send, record each result.
+
+How a worker runs (one asyncio loop per `send_pending` call, one SMTP pool for all its batches):
+
+- a thread claims the next batch and composes and renders it while the current one is being
+  sent, so the connections never wait for the database or the templates;
+- the transport sends over `[smtp] connections` reused connections;
+- every result goes to the recorder thread (pipeline/recorder.py), which commits in small groups.
+
+Before claiming, rows held by a process that is provably dead (this host, process gone) are
+taken back at once; on SQLite, the process holding the sender lock takes back every lease, since
+no other process can be sending. A live worker elsewhere keeps its rows until its lease runs out.
+
+The bound, for the docs: **a worker killed at any moment (kill -9, power loss) sends each digest at
+most twice, and at most `connections + RECORD_AHEAD` digests twice (with the default 4
+connections, 36): the messages the relay had accepted whose "sent" was not yet committed, plus one
+being transmitted per connection. Every other digest is sent exactly once; none is lost.** The
+only other way to a duplicate is a reply lost in transit: the relay took the message but the
+connection dropped before its 250 reached us, so we try again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from digest import owners, store
+from digest.deliver.transport import SendResult, Transport
+from digest.pipeline.batch import Prepare, Prepared, prepare_batch
+from digest.pipeline.context import Context, Progress, run_sync
+from digest.pipeline.recorder import Recorder
+from digest.pipeline.report import Listener, SendReport
+
+
+def worker_id() -> str:
+    """Names this process in leases: host, pid and start time (so its death can be proven)."""
+    return owners.this_process()
+
+
+@contextlib.contextmanager
+def sender_lock(ctx: Context) -> Iterator[bool]:
+    """On SQLite, the lock that makes this the only sending process; yields whether it is held.
+
+    Where it is held, no other process can be sending, so every lease in the database belongs to
+    a process that is gone. PostgreSQL has no such lock: many workers send at once.
+    """
+    path = _sqlite_path(ctx)
+    if path is None:
+        yield False
+        return
+    handle: IO[str] | None = None
+    try:
+        handle = open(path.with_name(path.name + ".send-lock"), "a")  # noqa: SIM115
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        if handle is not None:
+            handle.close()
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def _sqlite_path(ctx: Context) -> Path | None:
+    url = ctx.engine.url
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database).expanduser()
+
+
+def take_back_leases(ctx: Context, queue: store.Queue, *, every_lease: bool) -> int:
+    """Rows of dead processes (or, holding the sender lock, every row in `sending`) go back."""
+    dead = [owner for owner in queue.lease_owners() if owners.is_dead(owner)]
+    return queue.release(
+        now=ctx.now(),
+        max_attempts=ctx.settings.delivery.max_attempts,
+        owners=dead,
+        every_lease=every_lease,
+    )
+
+
+def send_pending(
+    ctx: Context,
+    transport: Transport | None = None,
+    *,
+    owner: str | None = None,
+    progress: Progress | None = None,
+    stop_when_idle: bool = True,
+    prepare: Prepare | None = None,
+    listener: Listener | None = None,
+) -> SendReport:
+    """Claim, compose, render and send pending deliveries until none is left (one batch when False).
+
+    Each row becomes sent once the relay answers 250 to its DATA, committed within a few
+    milliseconds; see the module docstring for what a crash can cost.
+    """
+    owner = owner or worker_id()
+    report = SendReport(listener=listener)
+    with sender_lock(ctx) as alone:
+        report.released = take_back_leases(ctx, ctx.store.deliveries, every_lease=alone)
+        _ = ctx.renderer  # compile templates before the first claim: a broken one sends nothing
+        sender = _Sender(
+            ctx, transport or ctx.transport(), owner, prepare or prepare_batch, progress, report
+        )
+        run_sync(sender.run(drain=stop_when_idle))
+    return report
+
+
+class _Sender:
+    """One sending pass: prepare batches ahead, send them on one pool, record through a thread."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        transport: Transport,
+        owner: str,
+        prepare: Prepare,
+        progress: Progress | None,
+        report: SendReport,
+    ) -> None:
+        self.ctx, self.transport, self.owner = ctx, transport, owner
+        self.prepare, self.progress, self.report = prepare, progress, report
+        self.after = 0
+        self.connections = getattr(getattr(transport, "settings", None), "connections", 1)
+        self.progressed = asyncio.Event()
+
+    async def run(self, *, drain: bool) -> SendReport:
+        async with Recorder(self.ctx, self.owner, self.report) as recorder, self.transport:
+            sends: list[asyncio.Task[None]] = []
+            upcoming = asyncio.create_task(asyncio.to_thread(self._claim_and_prepare, recorder))
+            try:
+                while True:
+                    prepared = await upcoming
+                    if prepared is None:
+                        break
+                    if drain:
+                        upcoming = asyncio.create_task(
+                            asyncio.to_thread(self._claim_and_prepare, recorder)
+                        )
+                    if prepared.envelopes:
+                        sends.append(asyncio.create_task(self._send(prepared, recorder)))
+                    if not drain:
+                        break
+                    await self._wait_for_room(sends)
+                await asyncio.gather(*sends)
+            except BaseException:
+                if not upcoming.done():
+                    # The thread cannot be interrupted; let it finish so its claims are released.
+                    await asyncio.wait([upcoming])
+                for task in sends:
+                    task.cancel()
+                await asyncio.gather(*sends, return_exceptions=True)
+                raise
+        return self.report
+
+    def _claim_and_prepare(self, recorder: Recorder) -> Prepared | None:
+        """Claim the next batch (keyset: continue after the last id) and prepare it."""
+        settings = self.ctx.settings.delivery
+        deliveries = self.ctx.store.deliveries
+        for _ in range(2):
+            claims = deliveries.claim_batch(
+                owner=self.owner,
+                limit=settings.batch_size,
+                now=self.ctx.now(),
+                lease_seconds=settings.lease_seconds,
+                after_id=self.after,
+            )
+            if claims:
+                break
+            if self.after == 0:
+                return None
+            self.after = 0  # wrap around: rows due for a retry may sit below the last id
+        else:
+            return None
+        self.after = claims[-1].id
+        recorder.hold(c.id for c in claims)
+        prepared = self.prepare(self.ctx, claims, self.report)
+        recorder.settled(c.id for c in claims if c.id not in prepared.pending)
+        if self.progress:
+            self.progress("sending", self.report.total, self.report.total)
+        return prepared
+
+    async def _wait_for_room(self, sends: list[asyncio.Task[None]]) -> None:
+        """Hand the next batch over only when the pool is about to run dry (and surface errors)."""
+        while True:
+            for task in [t for t in sends if t.done()]:
+                sends.remove(task)
+                task.result()
+            if self.transport.backlog <= self.connections or not sends:
+                return
+            # Woken by each result (no timers: this must work under a frozen test clock too).
+            self.progressed.clear()
+            await self.progressed.wait()
+
+    async def _send(self, prepared: Prepared, recorder: Recorder) -> None:
+        async def on_result(result: SendResult) -> None:
+            self.progressed.set()
+            await recorder.put(prepared.pending[result.key], result)
+            if self.progress:
+                self.progress("sending", self.report.total, self.report.total)
+
+        await self.transport.send_many(prepared.envelopes, on_result)
