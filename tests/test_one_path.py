@@ -301,3 +301,41 @@ def test_a_confirmation_whose_link_would_have_expired_is_not_sent(
 
     assert relay.copies() == {}
     assert ctx.store.mails.counts() == {"failed": 1}
+
+
+def test_a_relay_refusing_most_recipients_with_bare_550_bounces_nobody(
+    relay: Relay, make_settings: Any
+) -> None:
+    clock = Clock()
+    ctx = readers_on(relay, make_settings, clock, 8)
+    for i in range(7):  # no enhanced code to tell: the share of refusals does
+        relay.rules[f"reader{i}@uni.example"] = Rule("550 Requested action not taken")
+
+    with pytest.raises(RelayError, match="refused 7 of 8 recipients"):
+        pipeline.run(ctx, fetch_first=False, digest_date=DAY)
+
+    assert {r.status for r in store.list_subscribers(ctx.engine)} == {"active"}
+    emails = {
+        r["email"]: r["status"]
+        for r in ctx.store.deliveries.for_day(digest_date=DAY)
+        if r["channel"] == "email"
+    }
+    assert sorted(emails.values()).count("pending") == 7  # given back, no attempt burned
+
+
+def test_a_few_refused_mailboxes_among_many_accepted_are_their_own(
+    relay: Relay, make_settings: Any
+) -> None:
+    clock = Clock()
+    ctx = readers_on(relay, make_settings, clock, 8)
+    relay.rules["reader3@uni.example"] = Rule("550 5.1.1 no such user")
+
+    report = pipeline.run(ctx, fetch_first=False, digest_date=DAY)
+
+    assert report.sent.count("failed") == 1
+    [row] = [
+        r
+        for r in ctx.store.deliveries.for_day(digest_date=DAY)
+        if r["email"] == "reader3@uni.example" and r["channel"] == "email"
+    ]
+    assert row["status"] == "failed" and "5.1.1" in row["last_error"]

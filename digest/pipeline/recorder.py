@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 
 from digest import store
-from digest.deliver.transport import SendResult
+from digest.deliver.transport import RelayError, SendResult
 from digest.pipeline.batch import Pending
 from digest.pipeline.context import Context
 from digest.pipeline.report import SendReport
@@ -29,6 +29,10 @@ RECORD_AHEAD = 32
 
 LINGER = 0.005
 """Seconds the recorder waits for more results before committing a group (bounded by RECORD_AHEAD)."""
+
+REFUSALS_TO_JUDGE = 3
+"""Permanent refusals of recipients in a pass before "most recipients refused" is judged at its
+end (and three times as many to stop it early)."""
 
 RETRY_BASE = timedelta(minutes=5)
 """A delivery that failed temporarily in a run is tried again after 5, 10, 20... minutes (±50%)."""
@@ -44,7 +48,13 @@ def backoff(attempts: int) -> timedelta:
 
 
 class Recorder:
-    """Commits results through the deliveries queue; gives back what was claimed and never tried."""
+    """Commits results through the deliveries queue; gives back what was claimed and never tried.
+
+    A relay that refuses most recipients of a pass is refusing us, not their mailboxes (a relay
+    that needs a login, a sender it does not relay for): the refusals of a pass are held back,
+    and when they are most of what the relay answered, the pass stops with RelayError and gives
+    them back untouched. Only otherwise are they recorded as failures that count towards bounced.
+    """
 
     def __init__(self, ctx: Context, owner: str, report: SendReport) -> None:
         self.ctx, self.owner, self.report = ctx, owner, report
@@ -54,6 +64,8 @@ class Recorder:
         self._items: list[tuple[Pending, SendResult]] = []
         self._unrecorded = 0
         self._held: set[int] = set()
+        self._refused: list[tuple[Pending, SendResult]] = []
+        self._accepted = 0
         self._closing = False
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="digest-recorder", daemon=True)
@@ -71,12 +83,22 @@ class Recorder:
             self._closing = True
             self._cond.notify()
         await asyncio.to_thread(self._thread.join)
+        relay_error = None
+        if self._refused and self._error is None:
+            if exc_info[0] is None and self._most_refused(final=True):
+                relay_error = self._refusal_error()
+            elif exc_info[0] is None:
+                await asyncio.to_thread(self._commit, self._refused)
+                self._held.difference_update(p.claim.id for p, _ in self._refused)
         untried = sorted(self._held)
         if untried and self._error is None:
-            # Claimed, never tried (the pass stopped early): back to pending, no attempt counted.
+            # Claimed, never tried or refused by a relay refusing us (the pass stopped early):
+            # back to pending, no attempt counted.
             await asyncio.to_thread(self.queue.give_back, untried, owner=self.owner)
         if self._error is not None and exc_info[0] is None:
             raise RecorderError(f"could not record send results: {self._error}") from self._error
+        if relay_error is not None:
+            raise relay_error
 
     def hold(self, ids: Iterable[int]) -> None:
         """Rows claimed by this pass: their leases are extended until their result is recorded."""
@@ -97,6 +119,14 @@ class Recorder:
             result.error,
             email=pending.email,
         )
+        if result.recipient_refused:
+            # Held back until we know whether the relay refuses this reader or refuses us.
+            self._refused.append((pending, result))
+            if self._most_refused(final=False):
+                raise self._refusal_error()
+            return
+        if result.ok:
+            self._accepted += 1
         with self._cond:
             if self._error is not None:
                 raise RecorderError(f"could not record send results: {self._error}")
@@ -112,6 +142,22 @@ class Recorder:
                 return
             self._room.clear()
             await self._room.wait()
+
+    def _most_refused(self, *, final: bool) -> bool:
+        """Whether the refusals so far are most of what the relay answered (too many to be theirs)."""
+        refused = len(self._refused)
+        if refused < REFUSALS_TO_JUDGE * (1 if final else 3):
+            return False
+        return refused > self._accepted
+
+    def _refusal_error(self) -> RelayError:
+        _, result = self._refused[-1]
+        return RelayError(
+            f"the relay refused {len(self._refused)} of {len(self._refused) + self._accepted} "
+            f"recipients in this run (the last: {result.error}); a relay that refuses most "
+            "recipients is refusing us, not their mailboxes, so no reader was blamed (check "
+            "[smtp] host, username and password, and [email] from)"
+        )
 
     def _status(self, pending: Pending, result: SendResult) -> str:
         if result.ok:
