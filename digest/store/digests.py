@@ -232,19 +232,24 @@ class Digests:
         its email copy): the feed shows what the reader was actually given.
         """
         delivered = (
-            select(_deliveries.c.subscriber_id, _deliveries.c.digest_date, _deliveries.c.sent_at)
+            select(
+                _deliveries.c.subscriber_id,
+                _deliveries.c.digest_date,
+                func.min(_deliveries.c.sent_at).label("sent_at"),
+            )
             .where(
                 _deliveries.c.subscriber_id == subscriber_id,
                 _deliveries.c.status == DeliveryStatus.SENT.value,
                 _deliveries.c.digest_date >= since,
                 _deliveries.c.channel.in_([Channel.FEED.value, Channel.EMAIL.value]),
             )
+            .group_by(_deliveries.c.subscriber_id, _deliveries.c.digest_date)
             .subquery()
         )
         query = (
             select(
                 _digests.c.digest_date,
-                func.min(delivered.c.sent_at),
+                delivered.c.sent_at,
                 _items.c.paper_id,
                 _items.c.score,
                 _items.c.matched,
@@ -259,13 +264,6 @@ class Digests:
             )
             .join(_items, _items.c.digest_id == _digests.c.id)
             .where(_digests.c.subscriber_id == subscriber_id, _items.c.section == "match")
-            .group_by(
-                _digests.c.digest_date,
-                _items.c.paper_id,
-                _items.c.score,
-                _items.c.matched,
-                _items.c.rank,
-            )
             .order_by(_digests.c.digest_date.desc(), _items.c.rank)
         )
         seen: set[int] = set()
