@@ -6,6 +6,7 @@ defaults (the bundled sample feed and a SQLite file in the working directory).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
@@ -175,10 +176,39 @@ DEFAULT_EXAMPLES: tuple[ExampleProfile, ...] = (
 
 class WebSettings(_Section):
     subscribe_per_ip_per_hour: int = Field(default=20, ge=1)
+    """Sign-ups per network (an IPv4 address or an IPv6 /64) and hour."""
     subscribe_per_address_per_day: int = Field(default=3, ge=1)
+    """Confirmation mails per inbox and day (ada+x@ and a.da@gmail.com count as ada@)."""
+    subscribe_per_domain_per_hour: int = Field(default=60, ge=1)
+    """Confirmation mails per recipient domain and hour (keeps the site off blocklists)."""
     previews_per_ip_per_hour: int = Field(default=120, ge=1)
     """Home-page previews (each ranks today's papers) per network and hour."""
+    searches_per_ip_per_hour: int = Field(default=300, ge=1)
+    """Public search feeds built per network and hour (answers from the cache are free)."""
+    preference_pages_per_ip_per_hour: int = Field(default=120, ge=1)
+    """Preference pages (each previews the reader's digest) per network and hour."""
     token_max_age_days: int = Field(default=7, ge=1)
+    trusted_proxies: tuple[str, ...] = ()
+    """Reverse proxies (addresses or networks) whose X-Forwarded-For is believed; none by default."""
+    concurrent_rankings: int = Field(default=0, ge=0, le=256)
+    """Previews and search feeds ranked at once (more wait a little, then get 503); 0: one per
+    CPU core, at least 2."""
+    request_timeout: float = Field(default=15.0, gt=0, le=600)
+    """Seconds a client has to send a whole request (headers and body) before it is cut off."""
+    max_connections: int = Field(default=400, ge=1)
+    """Open connections at most; past it new ones are closed and requests get 503."""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{item!r} is not an IP address or network (e.g. 127.0.0.1 or 10.0.0.0/8)"
+                ) from None
+        return value
 
 
 class Settings(_Section):

@@ -27,6 +27,7 @@ from digest.config import SAMPLE_FEED
 from digest.pipeline import Context
 from digest.sources import parse_feed
 from digest.web import create_app
+from digest.web.server import server_config
 from tests.conftest import Mailbox, free_port
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "web"
@@ -119,8 +120,8 @@ def make_site(make_settings: Any, smtp_server: Mailbox) -> Iterator[Callable[...
         app = create_app(settings)
         site = LiveSite(url=base, ctx=app.state.site.ctx, mailbox=smtp_server)
         load_sample_papers(site.ctx)
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="info", lifespan="off", access_log=True
+        config = server_config(
+            app, settings.web, host="127.0.0.1", port=port, log_level="info", access_log=True
         )
         # uvicorn sets up its loggers in Config(); listen to the access log after that.
         handler = _Collect(site.access_log)

@@ -221,9 +221,9 @@ def first_window(ctx: Context, cutoff: datetime) -> datetime:
 def preview(ctx: Context, keywords: str, *, limit: int = 10) -> list[Match]:
     """Today's papers for a profile (raises ranking.ProfileError on a bad profile)."""
     ranking.validate_profile(keywords)
-    papers = candidates(ctx)
+    window = ctx.preview_window.get(ctx)
     [matches] = ranking.rank(
-        papers, [keywords], settings=ctx.settings.ranking, corpus=ctx.corpus(papers), limit=limit
+        window.papers, [keywords], settings=ctx.settings.ranking, corpus=window.corpus, limit=limit
     )
     return matches
 

@@ -26,6 +26,7 @@ from digest.models import (
     Paper,
     Subscriber,
 )
+from digest.pipeline.previews import SharedWindow
 from digest.render import EmailRenderer
 from digest.tokens import Scope, Signer
 
@@ -64,6 +65,8 @@ class Context:
     now: Callable[[], datetime] = utcnow
     _corpus_cache: dict[tuple[date, int], ranking.Corpus] = field(default_factory=dict)
     _window_cache: dict[tuple[datetime, datetime, int], list[Paper]] = field(default_factory=dict)
+    preview_window: SharedWindow = field(default_factory=SharedWindow)
+    """What previews and search feeds rank against (web requests share it)."""
 
     @cached_property
     def store(self) -> store.Store:

@@ -4,7 +4,7 @@ Pure: papers and profiles in, ranked matches out; no database, no network, no fi
 """
 
 from digest.ranking.corpus import Corpus, build_corpus
-from digest.ranking.engine import Ranking, rank, score_batch, trending
+from digest.ranking.engine import Ranking, prepared, rank, score_batch, trending
 from digest.ranking.explain import Explanation, TermScore, explain
 from digest.ranking.profile import ProfileError, Query, Term, parse_profile, validate_profile
 from digest.ranking.text import BUILTIN_ACRONYMS, learn_acronyms
@@ -22,6 +22,7 @@ __all__ = [
     "explain",
     "learn_acronyms",
     "parse_profile",
+    "prepared",
     "rank",
     "score_batch",
     "trending",

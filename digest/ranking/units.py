@@ -31,6 +31,9 @@ PRUNE = 0.1
 """Unit scores under PRUNE x min_score are dropped (impact pruning): such a score is a common
 word or a stray word of a multi-word term, it cannot recommend a paper and barely reorders;
 keeping it would make the score matrix nearly dense."""
+UNITS_KEEP = 50_000
+"""Scored units kept with a prepared index; past this the cache starts over (a long-lived web
+process sees endless distinct terms from public search feeds and previews)."""
 _COUNT_SHIFT = 1024.0  # above any single word score: sum + shift * count in one float
 
 UnitKey = tuple
@@ -84,6 +87,8 @@ class UnitScorer:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Like score_all, but each unit is scored once per index: later batches reuse it."""
         cache = self._cache
+        if len(cache) > UNITS_KEEP:
+            cache.clear()
         missing = [k for k in dict.fromkeys(keys) if k not in cache]
         if missing:
             unit, paper, score, full = self.score_all(missing)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 
+import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -16,7 +17,11 @@ from starlette.staticfiles import StaticFiles
 from digest import pipeline, store
 from digest.config import Settings
 from digest.web import feedroutes, pages
-from digest.web.security import Csrf, SecurityMiddleware
+from digest.web.clients import parse_networks
+from digest.web.feedcache import FeedCache
+from digest.web.limits import Limits
+from digest.web.security import Csrf, SecurityMiddleware, redacted_path
+from digest.web.server import raise_open_files_limit, server_config
 from digest.web.site import Site, make_environment, site_of, template_dir
 
 log = logging.getLogger("digest.web")
@@ -28,7 +33,14 @@ def create_app(settings: Settings) -> Starlette:
     secret = settings.site.secret_key or store.get_or_create_secret(ctx.engine)
     https = settings.site.base_url.startswith("https://")
     directory = template_dir()
-    site = Site(ctx=ctx, env=make_environment(directory), csrf=Csrf(secret, https=https))
+    site = Site(
+        ctx=ctx,
+        env=make_environment(directory),
+        csrf=Csrf(secret, https=https),
+        limits=Limits.from_settings(settings.web),
+        searches=FeedCache(),
+        trusted_proxies=parse_networks(settings.web.trusted_proxies),
+    )
     routes = [
         Route("/", pages.home, methods=["GET"]),
         Route("/subscribe", pages.subscribe, methods=["POST"]),
@@ -42,7 +54,11 @@ def create_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=routes,
         middleware=[Middleware(SecurityMiddleware, https=https)],
-        exception_handlers={HTTPException: http_error, Exception: server_error},
+        exception_handlers={
+            HTTPException: http_error,
+            ClientDisconnect: client_gone,
+            Exception: server_error,
+        },
     )
     app.state.site = site
     return app
@@ -50,11 +66,9 @@ def create_app(settings: Settings) -> Starlette:
 
 def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run the web app with uvicorn until interrupted (what `digest serve` calls)."""
-    import uvicorn
-
-    # uvicorn trusts X-Forwarded-For from 127.0.0.1 only (its default), so the per-IP limit sees
-    # the reader's address behind a local reverse proxy and cannot be spoofed from outside.
-    uvicorn.run(create_app(settings), host=host, port=port, server_header=False, lifespan="off")
+    raise_open_files_limit()
+    config = server_config(create_app(settings), settings.web, host=host, port=port)
+    uvicorn.Server(config).run()
 
 
 async def healthz(request: Request) -> Response:
@@ -90,6 +104,14 @@ async def http_error(request: Request, exc: Exception) -> Response:
     if exc.headers:
         response.headers.update(exc.headers)
     return response
+
+
+async def client_gone(request: Request, exc: Exception) -> Response:
+    """A client that hangs up mid-request is routine on the internet: one line, no traceback."""
+    client = request.client.host if request.client else "a client"
+    path = redacted_path(request.url.path) or request.url.path
+    log.info("%s %s: %s went away before sending the whole request", request.method, path, client)
+    return Response(status_code=400)
 
 
 async def server_error(request: Request, exc: Exception) -> Response:

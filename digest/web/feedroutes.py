@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import re
 from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
@@ -11,10 +11,11 @@ from starlette.responses import PlainTextResponse, Response
 
 from digest import pipeline, ranking, store
 from digest.models import SubscriberStatus
+from digest.web.feedcache import SEARCH_CACHE_SECONDS, etag_of
+from digest.web.limits import RETRY_AFTER_SECONDS, Busy
 from digest.web.site import Site, site_of
 
-FEED_DAYS = 30
-SEARCH_LIMIT = 50
+SEARCH_CACHE_CONTROL = f"public, max-age={int(SEARCH_CACHE_SECONDS)}"
 MEDIA_TYPES = {
     "atom": "application/atom+xml; charset=utf-8",
     "rss": "application/rss+xml; charset=utf-8",
@@ -45,18 +46,43 @@ def private_feed(site: Site, token: str, kind: str) -> bytes | None:
 
 
 async def search_feed(request: Request, site: Site, kind: str) -> Response:
-    """Today's papers for any profile, no account needed."""
-    query = request.query_params.get("q", "").strip()
+    """Today's papers for any profile, no account needed; built once per query every few minutes."""
+    query = normalize_query(request.query_params.get("q", ""))
     if not query:
         return PlainTextResponse(
             f"Add a profile to the URL: /feeds/search.{kind}?q={quote(EXAMPLE_QUERY)}\n",
             status_code=400,
         )
-    try:
-        body = await run_in_threadpool(search_body, site, query, kind)
-    except ranking.ProfileError as exc:
-        return PlainTextResponse(f"This profile cannot be used: {exc}\n", status_code=400)
-    return conditional(request, body, kind, cache="public, max-age=900")
+    cached = site.searches.get((query, kind))
+    if cached is None:
+        if not site.limits.searches.allow(site.network(request)):
+            return PlainTextResponse(
+                "Too many search feeds came from your network in the last hour. "
+                "Please try again later.\n",
+                status_code=429,
+                headers={"Retry-After": "600"},
+            )
+        try:
+            async with site.limits.gate.slot():
+                body = await run_in_threadpool(search_body, site, query, kind)
+        except Busy:
+            return PlainTextResponse(
+                "Busy right now; please try again in a few seconds.\n",
+                status_code=503,
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        except ranking.ProfileError as exc:
+            return PlainTextResponse(f"This profile cannot be used: {exc}\n", status_code=400)
+        cached = site.searches.put((query, kind), body)
+    return conditional(request, cached.body, kind, cache=SEARCH_CACHE_CONTROL, etag=cached.etag)
+
+
+def normalize_query(raw: str) -> str:
+    """One spelling per profile for the cache: spaces collapsed, one after each comma, none
+    around line breaks (the ranking reads every spelling the same)."""
+    text = re.sub(r"[ \t]+", " ", raw.replace("\r\n", "\n").replace("\r", "\n"))
+    text = re.sub(r" ?, ?", ", ", text)
+    return re.sub(r" ?\n ?", "\n", text).strip()
 
 
 def search_body(site: Site, query: str, kind: str) -> bytes:
@@ -64,9 +90,11 @@ def search_body(site: Site, query: str, kind: str) -> bytes:
     return pipeline.search_feed(site.ctx, query, kind)
 
 
-def conditional(request: Request, body: bytes, kind: str, *, cache: str) -> Response:
+def conditional(
+    request: Request, body: bytes, kind: str, *, cache: str, etag: str | None = None
+) -> Response:
     """The feed, or 304 Not Modified when the reader already has this version (ETag)."""
-    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    etag = etag or etag_of(body)
     headers = {"ETag": etag, "Cache-Control": cache, "X-Robots-Tag": "noindex"}
     wanted = request.headers.get("if-none-match", "")
     tags = {tag.strip().removeprefix("W/") for tag in wanted.split(",")}

@@ -22,6 +22,7 @@ from digest.models import Match, Subscriber, SubscriberStatus
 from digest.store.ratelimit import hit_rate_limit
 from digest.tokens import Scope, TokenError, TokenExpired
 from digest.web.forms import FormState, read_form, values_of
+from digest.web.limits import Busy, inbox_of
 from digest.web.site import Site, site_of
 
 log = logging.getLogger("digest.web")
@@ -52,21 +53,18 @@ async def subscribe(request: Request) -> Response:
     state = read_form(
         form, defaults=default_preferences(site), with_email=not wants_preview, with_channels=False
     )
-    ip = request.client.host if request.client else "unknown"
+    network = site.network(request)
     if wants_preview or not state.ok:
         preview = None
         if "keywords" not in state.errors:
-            if not await run_in_threadpool(preview_allowed, site, ip):
-                return site.message(
-                    request,
-                    "Too many previews",
-                    "Too many previews came from your network in the last hour. "
-                    "Please try again later.",
-                    status_code=429,
+            if not site.limits.previews.allow(network):
+                return site.too_many(request, "Too many previews", "previews")
+            try:
+                preview = await ranked_preview(
+                    site, state.values["keywords"], site.ctx.settings.digest.max_papers
                 )
-            preview = await run_in_threadpool(
-                preview_for, site, state.values["keywords"], site.ctx.settings.digest.max_papers
-            )
+            except Busy:
+                return site.busy(request)
         status = 200 if wants_preview or state.ok else 400
         return site.page(
             request,
@@ -74,12 +72,16 @@ async def subscribe(request: Request) -> Response:
             {"values": state.values, "errors": state.errors, "preview": preview},
             status_code=status,
         )
-    outcome = await run_in_threadpool(start_subscription, site, state, ip)
+    outcome = await run_in_threadpool(start_subscription, site, state, network)
     if outcome == "ip-limit":
+        return site.too_many(request, "Too many sign-ups", "sign-ups")
+    if outcome == "domain-limit":
+        domain = state.email.rpartition("@")[2]
         return site.message(
             request,
             "Too many sign-ups",
-            "Too many sign-ups came from your network in the last hour. Please try again later.",
+            f"Too many sign-ups for addresses at {domain} came in the last hour. "
+            "Please try again later.",
             status_code=429,
         )
     days = site.ctx.settings.web.token_max_age_days
@@ -89,41 +91,41 @@ async def subscribe(request: Request) -> Response:
     return response
 
 
-def preview_allowed(site: Site, ip: str) -> bool:
-    """Each preview ranks today's papers: a bounded number per network and hour."""
-    ctx = site.ctx
-    return hit_rate_limit(
-        ctx.engine,
-        f"preview-ip:{ip}",
-        limit=ctx.settings.web.previews_per_ip_per_hour,
-        window=timedelta(hours=1),
-        now=ctx.now(),
-    )
-
-
-def start_subscription(site: Site, state: FormState, ip: str) -> Subscriber | str | None:
-    """Record a sign-up and return whom to mail, "ip-limit", or None (address limit: stay quiet)."""
+def start_subscription(
+    site: Site, state: FormState, network: str | None
+) -> Subscriber | str | None:
+    """Record a sign-up and return whom to mail, "ip-limit", "domain-limit", or None (address
+    limit: stay quiet). An unknown network is no bucket: the other limits still hold."""
     ctx, limits, now = site.ctx, site.ctx.settings.web, site.ctx.now()
     assert state.preferences is not None
-    if not hit_rate_limit(
+    hour, day = timedelta(hours=1), timedelta(days=1)
+    if network is not None and not hit_rate_limit(
         ctx.engine,
-        f"subscribe-ip:{ip}",
+        f"subscribe-ip:{network}",
         limit=limits.subscribe_per_ip_per_hour,
-        window=timedelta(hours=1),
+        window=hour,
         now=now,
     ):
         return "ip-limit"
-    # The bucket holds a hash: the rate table is no place for readers' addresses.
-    digest = hashlib.sha256(state.email.encode()).hexdigest()[:40]
+    inbox = inbox_of(state.email)
     if not hit_rate_limit(
         ctx.engine,
-        f"subscribe-address:{digest}",
+        f"subscribe-address:{hashed(inbox)}",
         limit=limits.subscribe_per_address_per_day,
-        window=timedelta(days=1),
+        window=day,
         now=now,
     ):
         log.info("subscribe: per-address limit reached; no mail sent")
         return None
+    if not hit_rate_limit(
+        ctx.engine,
+        f"subscribe-domain:{hashed(inbox.rpartition('@')[2])}",
+        limit=limits.subscribe_per_domain_per_hour,
+        window=hour,
+        now=now,
+    ):
+        log.info("subscribe: per-domain limit reached; no mail sent")
+        return "domain-limit"
     try:
         existing: Subscriber | None = store.get_subscriber(ctx.engine, email=state.email)
     except store.UnknownSubscriber:
@@ -137,6 +139,11 @@ def start_subscription(site: Site, state: FormState, ip: str) -> Subscriber | st
         ctx.engine, state.email, state.preferences, confirmed=False, now=now, send_confirmation=True
     )
     return subscriber
+
+
+def hashed(value: str) -> str:
+    """What a rate bucket holds instead of an address or domain (the table is no place for them)."""
+    return hashlib.sha256(value.encode()).hexdigest()[:40]
 
 
 def deliver_queued_mail(site: Site) -> None:
@@ -193,6 +200,8 @@ async def preferences(request: Request) -> Response:
     except BadLink as exc:
         return bad_link(request, site, str(exc))
     if request.method in ("GET", "HEAD"):
+        if not site.limits.preference_pages.allow(site.network(request)):
+            return site.too_many(request, "Too many page views", "preference page views")
         notice = {"saved": "Your preferences are saved.", "rotated": "Your feed has a new URL."}
         shown = [text for key, text in notice.items() if key in request.query_params]
         return await preferences_page(request, site, subscriber, notice=" ".join(shown))
@@ -242,7 +251,10 @@ async def preferences_page(
         raw = str(values.get("max_papers") or "").strip()
         if raw and "max_papers" not in errors:  # read_form accepted it: a number from 1 to 100
             limit = int(raw)
-        preview = await run_in_threadpool(preview_for, site, values["keywords"], limit)
+        try:
+            preview = await ranked_preview(site, values["keywords"], limit)
+        except Busy:
+            return site.busy(request)
     context: dict[str, Any] = {
         "subscriber": subscriber,
         "values": values,
@@ -342,6 +354,12 @@ def stored_preferences(subscriber: Subscriber) -> store.Preferences:
         max_papers=subscriber.max_papers,
         channels=subscriber.channels,
     )
+
+
+async def ranked_preview(site: Site, keywords: str, limit: int) -> list[Match] | None:
+    """preview_for in a worker thread, within the bound on concurrent rankings (or Busy)."""
+    async with site.limits.gate.slot():
+        return await run_in_threadpool(preview_for, site, keywords, limit)
 
 
 def preview_for(site: Site, keywords: str, limit: int) -> list[Match] | None:

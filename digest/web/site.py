@@ -12,7 +12,10 @@ from starlette.responses import HTMLResponse
 
 from digest.config import resource_dir
 from digest.pipeline import Context
+from digest.web.clients import IPNetwork, client_address, network_of
+from digest.web.feedcache import FeedCache
 from digest.web.forms import FREQUENCIES, timezones
+from digest.web.limits import RETRY_AFTER_SECONDS, Limits
 from digest.web.security import CSRF_FIELD, Csrf
 
 
@@ -41,6 +44,13 @@ class Site:
     ctx: Context
     env: Environment
     csrf: Csrf
+    limits: Limits
+    searches: FeedCache
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+
+    def network(self, request: Request) -> str | None:
+        """The client's rate-limit bucket (IPv4 address or IPv6 /64), None when unknown."""
+        return network_of(client_address(request, self.trusted_proxies))
 
     @property
     def title(self) -> str:
@@ -82,6 +92,26 @@ class Site:
         """A short page with a heading and a sentence (errors, confirmations)."""
         return self.page(
             request, "message.html", {"title": title, "text": text}, status_code=status_code
+        )
+
+    def busy(self, request: Request) -> HTMLResponse:
+        """503 with Retry-After: too many expensive requests are running."""
+        response = self.message(
+            request,
+            "Busy right now",
+            "Many people are asking at once. Please try again in a few seconds.",
+            status_code=503,
+        )
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+
+    def too_many(self, request: Request, title: str, what: str) -> HTMLResponse:
+        """429: this network used up an hourly limit."""
+        return self.message(
+            request,
+            title,
+            f"Too many {what} came from your network in the last hour. Please try again later.",
+            status_code=429,
         )
 
 
