@@ -1,0 +1,266 @@
+"""The web app under abuse, over real sockets: each attack of issue 15 against uvicorn on 127.0.0.1.
+
+Floods are bounded (tens of requests, a few seconds); what is asserted is the defence a reader or
+operator would notice: a 429 or 503 with Retry-After, a feed answered from the cache, a home page
+that keeps answering, a mail that is not sent, a log that stays one line.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+
+from digest import store
+from digest.models import Paper
+from digest.tokens import Scope
+from tests.web_fixtures import LiveSite, csrf_of
+
+pytest_plugins = ["tests.web_fixtures"]
+
+
+def subscribe(client: httpx.Client, email: str, **headers: str) -> httpx.Response:
+    """Fill and send the home page's sign-up form, as a browser would."""
+    token = csrf_of(client.get("/").text)
+    data = {"csrf_token": token, "email": email, "keywords": "diffusion models"}
+    return client.post("/subscribe", data=data, headers=headers)
+
+
+def preview(client: httpx.Client, keywords: str) -> httpx.Response:
+    """Ask the home page for a preview of a profile."""
+    token = csrf_of(client.get("/").text)
+    data = {"csrf_token": token, "email": "", "keywords": keywords, "action": "preview"}
+    return client.post("/subscribe", data=data)
+
+
+def wait_a_moment_for_mail(site: LiveSite, address: str) -> list[Any]:
+    """Mails to an address after the app's background sends had time to go out."""
+    time.sleep(1.0)
+    return site.mails_to(address)
+
+
+# ---------------------------------------------------------------- expensive reads
+
+
+def test_a_search_feed_is_built_once_per_query_and_readers_get_304(live_site: LiveSite) -> None:
+    with live_site.client() as client:
+        first = client.get("/feeds/search.atom", params={"q": "diffusion models, video"})
+        # The same profile spelled loosely is the same feed, straight from the cache ...
+        loose = client.get("/feeds/search.atom", params={"q": "  diffusion   models ,video "})
+        # ... and a reader that has it already gets 304 without a body.
+        again = client.get(
+            "/feeds/search.atom",
+            params={"q": "diffusion models, video"},
+            headers={"If-None-Match": first.headers["etag"]},
+        )
+    assert first.status_code == loose.status_code == 200
+    assert loose.content == first.content and loose.headers["etag"] == first.headers["etag"]
+    assert again.status_code == 304 and again.content == b""
+    assert "max-age=300" in first.headers["cache-control"]
+
+
+def test_new_papers_reach_previews_at_once_and_search_feeds_within_minutes(
+    live_site: LiveSite,
+) -> None:
+    profile = "zebrafish locomotion"
+    with live_site.client() as client:
+        before = client.get("/feeds/search.atom", params={"q": profile})
+        assert "Zebrafish" not in before.text
+        paper = Paper(
+            key="test:zebrafish",
+            title="Zebrafish locomotion from video",
+            abstract="We study zebrafish locomotion with diffusion models.",
+            url="https://example.org/zebrafish",
+        )
+        store.upsert_papers(live_site.ctx.engine, [paper], now=live_site.ctx.now())
+        # The shared window is rebuilt as soon as papers arrive: the next preview has it.
+        assert "Zebrafish locomotion" in preview(client, profile).text
+        # The public feed of that query is cached for a few minutes (it says so in max-age).
+        cached = client.get("/feeds/search.atom", params={"q": profile})
+    assert cached.content == before.content
+
+
+def test_search_feeds_are_rate_limited_per_network_but_cached_ones_are_free(
+    make_site: Any,
+) -> None:
+    site = make_site(web={"searches_per_ip_per_hour": 2})
+    with site.client() as client:
+        answers = [
+            client.get("/feeds/search.atom", params={"q": q}).status_code
+            for q in ("diffusion", "agents", "robotics")
+        ]
+        cached = client.get("/feeds/search.atom", params={"q": "diffusion"})
+    assert answers == [200, 200, 429]
+    assert cached.status_code == 200
+
+
+def test_preference_pages_are_rate_limited_per_network(make_site: Any) -> None:
+    site = make_site(web={"preference_pages_per_ip_per_hour": 2})
+    reader, _ = store.add_subscriber(
+        site.ctx.engine,
+        "pages@example.org",
+        store.Preferences(keywords="LLM agents"),
+        confirmed=True,
+        now=site.ctx.now(),
+    )
+    assert reader.id is not None
+    link = f"/preferences/{site.ctx.signer.make(Scope.PREFERENCES, reader.id)}"
+    with site.client() as client:
+        answers = [client.get(link) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert "Too many page views" in answers[2].text
+
+
+def test_a_flood_of_searches_is_bounded_and_the_home_page_keeps_answering(
+    make_site: Any,
+) -> None:
+    site = make_site(web={"concurrent_rankings": 1})
+    home_statuses: list[int] = []
+    stop = threading.Event()
+
+    def watch_home() -> None:
+        with site.client() as own:
+            while not stop.is_set():
+                home_statuses.append(own.get("/").status_code)
+
+    def search(i: int) -> httpx.Response:
+        with site.client() as own:
+            return own.get("/feeds/search.atom", params={"q": f"diffusion models, run {i}"})
+
+    watcher = threading.Thread(target=watch_home)
+    watcher.start()
+    try:
+        with ThreadPoolExecutor(60) as pool:
+            answers = list(pool.map(search, range(60)))
+    finally:
+        stop.set()
+        watcher.join()
+    statuses = {a.status_code for a in answers}
+    assert statuses <= {200, 503}
+    busy = [a for a in answers if a.status_code == 503]
+    assert busy, "60 searches at once with one ranking slot: some must be told to come back"
+    assert all(a.headers["retry-after"].isdigit() for a in busy)
+    assert 200 in statuses
+    assert home_statuses and set(home_statuses) == {200}
+
+
+# ---------------------------------------------------------------- sign-up limits
+
+
+def test_one_inbox_gets_one_confirmation_however_its_address_is_spelled(make_site: Any) -> None:
+    site = make_site(web={"subscribe_per_address_per_day": 1})
+    spellings = ["victim@gmail.com", "victim+1@gmail.com", "v.ictim@googlemail.com"]
+    with site.client() as client:
+        answers = [subscribe(client, address) for address in spellings]
+    assert {a.status_code for a in answers} == {200}  # the same answer: nothing is revealed
+    site.wait_for_mail("victim@gmail.com")
+    assert wait_a_moment_for_mail(site, "victim+1@gmail.com") == []
+    assert site.mails_to("v.ictim@googlemail.com") == []
+
+
+def test_sign_ups_are_limited_per_recipient_domain(make_site: Any) -> None:
+    site = make_site(web={"subscribe_per_domain_per_hour": 2})
+    with site.client() as client:
+        answers = [subscribe(client, f"{name}@corp.example") for name in ("a", "b", "c")]
+        elsewhere = subscribe(client, "d@other.example")
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert "addresses at corp.example" in answers[2].text
+    assert elsewhere.status_code == 200
+    site.wait_for_mail("d@other.example")
+    assert site.mails_to("c@corp.example") == []
+
+
+def test_a_spoofed_forwarded_header_is_ignored_without_trusted_proxies(make_site: Any) -> None:
+    site = make_site(web={"subscribe_per_ip_per_hour": 2})
+    with site.client() as client:
+        answers = [
+            subscribe(client, f"spoof{i}@example.org", **{"X-Forwarded-For": f"198.51.100.{i}"})
+            for i in range(3)
+        ]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+
+
+def test_behind_a_trusted_proxy_each_reader_has_a_bucket_and_ipv6_counts_per_64(
+    make_site: Any,
+) -> None:
+    site = make_site(web={"subscribe_per_ip_per_hour": 2, "trusted_proxies": ["127.0.0.1"]})
+    with site.client() as client:
+        # One attacker rotating through addresses of one IPv6 /64 is one network.
+        same_64 = [
+            subscribe(client, f"v6-{i}@example.org", **{"X-Forwarded-For": f"2001:db8:1:2::{i}"})
+            for i in range(1, 4)
+        ]
+        # Another reader behind the same proxy is not locked out by them.
+        other = subscribe(client, "real@example.org", **{"X-Forwarded-For": "203.0.113.9"})
+    assert [a.status_code for a in same_64] == [200, 200, 429]
+    assert other.status_code == 200
+
+
+def test_an_unparsable_client_address_never_becomes_a_shared_bucket(make_site: Any) -> None:
+    site = make_site(web={"subscribe_per_ip_per_hour": 2, "trusted_proxies": ["127.0.0.1"]})
+    with site.client() as client:
+        junk = [
+            subscribe(client, f"junk{i}@example.org", **{"X-Forwarded-For": "unknown"})
+            for i in range(4)
+        ]
+        # A proxy that forgot the header: its own address must not become everyone's bucket.
+        bare = [subscribe(client, f"bare{i}@example.org") for i in range(3)]
+        real = subscribe(client, "reader@example.org", **{"X-Forwarded-For": "192.0.2.7"})
+    assert {a.status_code for a in junk + bare} == {200}
+    assert real.status_code == 200
+
+
+# ---------------------------------------------------------------- slow and vanishing clients
+
+
+def test_half_sent_requests_are_cut_off_and_the_site_keeps_answering(make_site: Any) -> None:
+    site = make_site(web={"request_timeout": 1, "max_connections": 30})
+    host, port = site.url.removeprefix("http://").split(":")
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(40):  # more than max_connections, each sending half a request
+            sock = socket.create_connection((host, int(port)), timeout=10)
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            idle.append(sock)
+        # Past the cap they are closed at once, the rest when the request deadline passes ...
+        closed = 0
+        for sock in idle:
+            try:
+                closed += sock.recv(1024) == b""
+            except ConnectionResetError:
+                closed += 1
+        assert closed == len(idle)
+        # ... and a reader arriving afterwards is served.
+        with site.client() as client:
+            assert client.get("/").status_code == 200
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_a_client_that_hangs_up_mid_post_is_one_log_line(
+    live_site: LiveSite, caplog: pytest.LogCaptureFixture
+) -> None:
+    host, port = live_site.url.removeprefix("http://").split(":")
+    with caplog.at_level(logging.INFO):
+        sock = socket.create_connection((host, int(port)), timeout=10)
+        sock.sendall(
+            b"POST /subscribe HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\n"
+            b"email=half"
+        )
+        time.sleep(0.3)
+        sock.close()
+        deadline = time.monotonic() + 10
+        while "went away" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.05)
+    gone = [r for r in caplog.records if "went away" in r.getMessage()]
+    assert len(gone) == 1
+    assert not any(r.exc_info for r in caplog.records), "no traceback for a client that left"
+    assert "Traceback" not in caplog.text
