@@ -98,10 +98,23 @@ class EmailSettings(_Section):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+MIN_SECRET_KEY_CHARS = 16
+
+
 class SiteSettings(_Section):
     base_url: str = "http://localhost:8000"
     secret_key: str = ""
     title: str = "Paper Digest"
+
+    @field_validator("secret_key")
+    @classmethod
+    def _long_enough(cls, value: str) -> str:
+        if value and len(value) < MIN_SECRET_KEY_CHARS:
+            raise ValueError(
+                f"must be at least {MIN_SECRET_KEY_CHARS} characters (it signs every link; "
+                "make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        return value
 
     @field_validator("base_url")
     @classmethod
@@ -233,6 +246,9 @@ class Settings(_Section):
     """The file these settings were read from, if any."""
 
 
+SECRET_KEYS = frozenset({"site.secret_key", "smtp.password", "smtp.username", "database.url"})
+"""Settings whose values error messages never show (a database URL can carry a password)."""
+
 ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "DIGEST_DATABASE_URL": ("database", "url"),
     "DIGEST_SMTP_HOST": ("smtp", "host"),
@@ -332,7 +348,9 @@ def _describe(exc: ValidationError) -> str:
             message = "is required"
         else:
             message = error["msg"]
-            if "input" in error and kind not in ("model_type",):
+            if location in SECRET_KEYS:
+                pass  # a secret's value never goes to a terminal or a log
+            elif "input" in error and kind not in ("model_type",):
                 message += f" (got {error['input']!r})"
         lines.append(f"{location}: {message}")
     return "invalid configuration:\n  " + "\n  ".join(lines)

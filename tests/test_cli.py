@@ -252,6 +252,10 @@ def test_init_writes_a_starter_config_and_database(
     text = (tmp_path / "digest.toml").read_text()
     assert 'secret_key = ""' not in text
     assert (tmp_path / "paper-digest.sqlite3").exists()
+    # Both hold secrets (the signing key, readers' addresses): only their owner reads them.
+    assert (tmp_path / "digest.toml").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "paper-digest.sqlite3").stat().st_mode & 0o777 == 0o600
+    assert "readable by you only" in result.stderr
     again = CliRunner().invoke(cli, ["init"], catch_exceptions=False)
     assert "leaving it as it is" in again.stderr
     assert (tmp_path / "digest.toml").read_text() == text
@@ -281,3 +285,27 @@ def test_error_messages_keep_bracketed_config_names(config_file: Path, tmp_path:
     with runner.isolation() as (_out, err, _):
         error("check [smtp] host and port")
     assert b"check [smtp] host and port" in err.getvalue()
+
+
+def test_a_short_secret_key_is_a_config_error_not_a_traceback(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIGEST_SECRET_KEY", "short-s3cr3t")
+    result = CliRunner().invoke(cli, ["--config", str(config_file), "run", "--dry-run"])
+    assert result.exit_code == 2
+    assert "site.secret_key" in result.stderr and "16 characters" in result.stderr
+    assert "short-s3cr3t" not in result.output + result.stderr
+    assert "Traceback" not in result.output + result.stderr
+
+
+def test_dry_run_previews_hold_live_links_and_only_their_owner_reads_them(
+    config_file: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "previews"
+    result = CliRunner().invoke(
+        cli, ["--config", str(config_file), "run", "--dry-run", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    files = list(out.iterdir())
+    assert files, "the dry run wrote no previews"
+    assert {f.stat().st_mode & 0o777 for f in files} == {0o600}

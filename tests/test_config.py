@@ -86,3 +86,28 @@ def test_relative_feed_paths_are_relative_to_the_config_file(tmp_path: Path) -> 
     path.write_text("[[sources]]\nname = 'local'\nurl = 'feeds/mine.atom'\n", encoding="utf-8")
     settings = load_settings(path, environ={})
     assert settings.sources[0].url == str(tmp_path / "feeds" / "mine.atom")
+
+
+def test_a_short_secret_key_is_named_and_never_shown(tmp_path: Path) -> None:
+    path = tmp_path / "digest.toml"
+    path.write_text("[site]\nsecret_key = 'tooshort-s3cr3t'\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={})
+    assert "site.secret_key" in str(caught.value) and "16 characters" in str(caught.value)
+    assert "tooshort-s3cr3t" not in str(caught.value)
+    with pytest.raises(ConfigError) as from_env:
+        load_settings(None, environ={"DIGEST_SECRET_KEY": "short-s3cr3t"})
+    assert "short-s3cr3t" not in str(from_env.value)
+
+
+def test_a_mistyped_secret_is_named_and_never_shown(tmp_path: Path) -> None:
+    path = tmp_path / "digest.toml"
+    path.write_text(
+        "[smtp]\npassword = ['hunter2-password']\n[database]\nurl = ['postgresql://u:pw9@h/db']\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={})
+    message = str(caught.value)
+    assert "smtp.password" in message and "database.url" in message
+    assert "hunter2-password" not in message and "pw9" not in message

@@ -251,5 +251,7 @@ def test_the_file_transport_writes_one_eml_per_digest(
     files = sorted(p.name for p in outbox.glob("*.eml"))
     assert len(files) == 3 and all(name.startswith("reader") for name in files)
     assert b"Message-ID: <" in (outbox / files[0]).read_bytes()
+    # Each holds the reader's live links: readable by the operator only.
+    assert {p.stat().st_mode & 0o777 for p in outbox.glob("*.eml")} == {0o600}
     assert set(statuses(ctx).values()) == {"sent"}
     assert relay.copies() == {}

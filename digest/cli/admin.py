@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -25,15 +26,27 @@ def init(path: Path | None) -> None:
     target = path or Path(state().config_path or DEFAULT_CONFIG_NAME)
     if target.exists():
         info(f"{target} exists; leaving it as it is.")
+        if target.stat().st_mode & 0o077:
+            info(f"{target} is readable by others, and it holds secrets: chmod 600 {target}")
     else:
         text = example_config_path().read_text(encoding="utf-8")
         text = text.replace('secret_key = ""', f'secret_key = "{secrets.token_urlsafe(32)}"', 1)
-        target.write_text(text, encoding="utf-8")
-        info(f"Wrote {target}: set [email] from, [smtp] and [site] base_url, then `digest fetch`.")
+        # Created 0600 from the start: it holds the signing key and, often, the SMTP password.
+        descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        info(
+            f"Wrote {target} (readable by you only: it holds the signing key): "
+            "set [email] from, [smtp] and [site] base_url, then `digest fetch`."
+        )
     settings = load_settings(target)
     engine = store.open_engine(settings.database.url)
     store.migrate(engine)
-    info(f"Database ready: {settings.database.url}")
+    database = engine.url.render_as_string(hide_password=True)
+    if engine.dialect.name == "sqlite" and engine.url.database:
+        info(f"Database ready: {database} (readable by you only)")
+    else:
+        info(f"Database ready: {database}")
 
 
 @click.group()

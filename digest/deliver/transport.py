@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import re
 import ssl
@@ -113,16 +114,25 @@ class FileTransport(_NoSession):
 
     async def send_many(self, envelopes: Sequence[Envelope], on_result: ResultCallback) -> None:
         """Write every envelope; a file per message, named after its recipient and key."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         for envelope in envelopes:
             # The message id is unique per message: recipients never overwrite each other.
             unique = _safe_name(envelope.message_id.strip("<>")) or str(envelope.key)
-            path = self.directory / f"{_safe_name(envelope.recipient)}-{unique}.eml"
-            temporary = path.with_suffix(".eml.part")
-            # Written aside then renamed: a system picking up *.eml never sees half a message.
-            temporary.write_bytes(envelope.data)
-            temporary.replace(path)
+            write_private(
+                self.directory / f"{_safe_name(envelope.recipient)}-{unique}.eml", envelope.data
+            )
             await _report(on_result, SendResult(key=envelope.key, ok=True))
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a file only its owner can read (mails carry readers' live links), atomically:
+    written aside then renamed, so a system picking up *.eml never sees half a message."""
+    temporary = path.with_name(path.name + ".part")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        os.fchmod(handle.fileno(), 0o600)  # a leftover .part may have been created wider
+        handle.write(data)
+    temporary.replace(path)
 
 
 def _safe_name(address: str) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from digest import store
-from digest.deliver.transport import RelayError, Transport
+from digest.deliver.transport import RelayError, Transport, write_private
 from digest.models import Channel, Subscriber
 from digest.pipeline.batch import envelope_for, prepare_batch
 from digest.pipeline.composing import first_window
@@ -217,7 +217,7 @@ def _preview_writer(ctx: Context, out: Path | None) -> Listener | None:
     """Writes each reader's digest as .html, .txt and .eml into `out` as it finishes."""
     if out is None:
         return None
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(mode=0o700, parents=True, exist_ok=True)
     count = 0
 
     def write(outcome: ReaderOutcome) -> None:
@@ -228,9 +228,10 @@ def _preview_writer(ctx: Context, out: Path | None) -> Listener | None:
         rendered = ctx.renderer.digest(outcome.digest)
         stem = f"{count:04d}-{_slug(outcome.email)}"
         envelope = envelope_for(ctx, count, outcome.email, rendered, outcome.digest.links)
-        (out / (stem + ".html")).write_text(rendered.html, encoding="utf-8")
-        (out / (stem + ".txt")).write_text(rendered.text, encoding="utf-8")
-        (out / (stem + ".eml")).write_bytes(envelope.data)
+        # Readable by the operator only: each file holds the reader's live links.
+        write_private(out / (stem + ".html"), rendered.html.encode("utf-8"))
+        write_private(out / (stem + ".txt"), rendered.text.encode("utf-8"))
+        write_private(out / (stem + ".eml"), envelope.data)
 
     return write
 
