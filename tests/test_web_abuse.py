@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -264,3 +265,37 @@ def test_a_client_that_hangs_up_mid_post_is_one_log_line(
     assert len(gone) == 1
     assert not any(r.exc_info for r in caplog.records), "no traceback for a client that left"
     assert "Traceback" not in caplog.text
+
+
+# ---------------------------------------------------------------- smaller ones
+
+
+def test_a_trailing_slash_never_redirects_to_the_host_header(live_site: LiveSite) -> None:
+    with live_site.client(headers={"Host": "evil.example"}) as client:
+        for path in ("/preferences/some-token/", "/unsubscribe/some-token/", "/healthz/"):
+            response = client.get(path)
+            assert response.status_code == 404
+            assert "evil.example" not in response.headers.get("location", "")
+
+
+def test_an_address_with_accents_before_the_at_is_refused_clearly(live_site: LiveSite) -> None:
+    with live_site.client() as client:
+        response = subscribe(client, "josé@example.org")
+    assert response.status_code == 400
+    assert "before the @" in response.text
+    assert store.count_subscribers(live_site.ctx.engine).get("pending", 0) == 0
+
+
+def test_unconfirmed_sign_ups_are_purged_after_the_link_expires(live_site: LiveSite) -> None:
+    engine, now = live_site.ctx.engine, live_site.ctx.now()
+    prefs = store.Preferences(keywords="diffusion")
+    store.add_subscriber(engine, "old@example.org", prefs, confirmed=False, now=now)
+    store.add_subscriber(engine, "kept@example.org", prefs, confirmed=True, now=now)
+    later = now + timedelta(days=live_site.ctx.settings.web.token_max_age_days + 1)
+    store.add_subscriber(engine, "new@example.org", prefs, confirmed=False, now=later)
+
+    purged = store.purge_unconfirmed(engine, before=later - timedelta(days=7))
+
+    assert purged == 1
+    emails = {s.email for s in store.list_subscribers(engine)}
+    assert emails == {"kept@example.org", "new@example.org"}

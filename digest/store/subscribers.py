@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import CursorResult, Engine, func, select, update
+from sqlalchemy import CursorResult, Engine, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from digest.config import validate_timezone
@@ -30,14 +30,26 @@ class UnknownSubscriber(LookupError):
     """No subscriber with that address or id."""
 
 
+class UnmailableAddress(InvalidSubscriber):
+    """A well-formed address this site cannot mail (a non-ASCII local part needs SMTPUTF8)."""
+
+
 def normalize_email(address: str) -> str:
-    """The canonical form of an address (domain lower-cased, checked for syntax), or InvalidSubscriber."""
+    """The canonical form of an address (domain lower-cased and in its ASCII form, checked for
+    syntax), or InvalidSubscriber; UnmailableAddress for non-ASCII characters before the @."""
+    text = address.strip()
+    local = text.rpartition("@")[0]
+    if local and not local.isascii():
+        raise UnmailableAddress(
+            "email: addresses with letters like é or ü before the @ cannot be mailed from this "
+            "site yet; please use an address with plain letters before the @"
+        )
     try:
-        result = validate_email(address.strip(), check_deliverability=False)
+        result = validate_email(text, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         raise InvalidSubscriber(f"{address!r} is not a valid email address: {exc}") from None
-    local, _, domain = result.normalized.rpartition("@")
-    return f"{local.lower()}@{domain.lower()}"
+    local = result.normalized.rpartition("@")[0]
+    return f"{local.lower()}@{(result.ascii_domain or result.domain).lower()}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,3 +334,18 @@ def subscribers_by_ids(engine: Engine, ids: Sequence[int]) -> dict[int, Subscrib
             for row in session.scalars(query):
                 found[row.id] = to_subscriber(row)
     return found
+
+
+def purge_unconfirmed(engine: Engine, *, before: datetime) -> int:
+    """Delete sign-ups made before `before` that were never confirmed (their link has expired);
+    returns how many. A reader who was once active keeps their row whatever their status."""
+    with transaction(engine) as session:
+        result = session.execute(
+            delete(SubscriberRow).where(
+                SubscriberRow.status == SubscriberStatus.PENDING,
+                SubscriberRow.confirmed_at.is_(None),
+                SubscriberRow.created_at < before,
+            )
+        )
+        # A DELETE gives a CursorResult; Session.execute is typed as returning any Result.
+        return cast(CursorResult[Any], result).rowcount or 0

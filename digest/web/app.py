@@ -60,6 +60,9 @@ def create_app(settings: Settings) -> Starlette:
             Exception: server_error,
         },
     )
+    # Starlette would redirect "/x/" to "/x" with a Location built from the Host header (an
+    # open redirect); such paths get the 404 page instead.
+    app.router.redirect_slashes = False
     app.state.site = site
     return app
 

@@ -9,7 +9,7 @@ from zoneinfo import available_timezones
 
 from digest import ranking
 from digest.config import validate_timezone
-from digest.store import InvalidSubscriber, Preferences, normalize_email
+from digest.store import InvalidSubscriber, Preferences, UnmailableAddress, normalize_email
 
 FREQUENCIES = (("daily", "Every day"), ("weekly", "Once a week"))
 MAX_FIELD_CHARS = 4000
@@ -70,6 +70,8 @@ def read_form(
     if with_email:
         try:
             state.email = normalize_email(values["email"])
+        except UnmailableAddress as exc:
+            state.errors["email"] = _sentence(str(exc).partition(": ")[2])
         except InvalidSubscriber:
             state.errors["email"] = "Enter a valid email address, like ada@example.org."
     keywords = values["keywords"].strip()
