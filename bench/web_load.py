@@ -61,8 +61,9 @@ def rss_mb(pid: int) -> float:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE / 2**20
 
 
-def prepare(directory: Path, n_papers: int, port: int) -> tuple[Path, int]:
-    """A config and a database with n papers first seen now and one active reader."""
+def prepare(directory: Path, n_papers: int, port: int) -> tuple[Path, str]:
+    """A config and a database with n papers first seen now, and one active reader's
+    preferences token."""
     db = directory / "digest.sqlite3"
     config = directory / "digest.toml"
     config.write_text(
@@ -91,7 +92,7 @@ preference_pages_per_ip_per_hour = 100000
     )
     engine.dispose()
     assert reader.id is not None
-    return config, reader.id
+    return config, Signer(SECRET).make(Scope.PREFERENCES, reader.id, link=reader.link_secret)
 
 
 def start_server(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -135,7 +136,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="digest-web-load-") as tmp:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        config, reader_id = prepare(Path(tmp), args.papers, port)
+        config, prefs = prepare(Path(tmp), args.papers, port)
         server = start_server(config, port, Path(tmp) / "serve.log")
         try:
             pid = server.pid
@@ -144,7 +145,6 @@ def main() -> None:
             home = client.get("/")
             field = re.search(r'name="csrf_token" value="([^"]+)"', home.text)
             assert field, "no CSRF field on the home page"
-            prefs = Signer(SECRET).make(Scope.PREFERENCES, reader_id)
 
             def search(i: int) -> None:
                 q = f"{terms[i % len(terms)]}, {terms[(7 * i + 3) % len(terms)]}"

@@ -75,6 +75,8 @@ class Subscriber:
     id: int | None = None
     created_at: datetime | None = None
     confirmed_at: datetime | None = None
+    link_secret: str = ""
+    """Mixed into the reader's signed links; rotating it signs every old link out."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -723,11 +723,24 @@ class EmailRenderer:
             "postal_address": self._postal,
         }
 
-    def confirmation(self, email: str, confirm_url: str) -> RenderedEmail:
-        """The double opt-in mail: one button that confirms the address."""
+    def confirmation(
+        self, email: str, confirm_url: str, *, subscriber: Subscriber | None = None
+    ) -> RenderedEmail:
+        """The double opt-in mail: one button that confirms the address, and the profile and
+        schedule it would confirm (a sign-up by someone else shows as such before it applies)."""
         url = _required_url(confirm_url, "confirm_url")
         subject = f"Confirm your subscription to {self._site_title}"
-        return self._single("confirmation", subject, email, confirm_url=url)
+        profile = schedule = ""
+        if subscriber is not None:
+            profile = clean_text(subscriber.keywords, 500)
+            every = "Every day" if subscriber.frequency == "daily" else "Once a week"
+            schedule = (
+                f"{every} at {subscriber.send_hour:02d}:00 ({subscriber.timezone}), "
+                f"up to {subscriber.max_papers} papers"
+            )
+        return self._single(
+            "confirmation", subject, email, confirm_url=url, profile=profile, schedule=schedule
+        )
 
     def already_subscribed(self, email: str, preferences_url: str) -> RenderedEmail:
         """Answer to a sign-up for an address that already gets the digest: its preferences link.

@@ -2,11 +2,15 @@
 
 Each scope has its own salt, so a token for one purpose never opens another. Confirmation links
 expire and are single-use (they carry the subscriber's token version, which confirming bumps).
-Feed URLs use a random per-subscriber token kept in the database instead (rotatable).
+Every token also carries the reader's link secret: a random value the store replaces on
+unsubscribe, re-subscribe and "sign out every link", which makes every older link stop working
+(and a reused id never opens a newcomer's pages). Feed URLs use a random per-subscriber token
+kept in the database instead (rotatable).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -35,6 +39,8 @@ class TokenData:
 
     subscriber_id: int
     version: int = 0
+    link: str = ""
+    """The link secret the token was made with (the caller compares it with the reader's)."""
 
 
 class Signer:
@@ -60,10 +66,16 @@ class Signer:
             for scope in Scope
         }
 
-    def make(self, scope: Scope, subscriber_id: int, version: int = 0) -> str:
-        """A URL-safe token for one subscriber and purpose."""
-        payload = f"{subscriber_id}-{version}" if scope is Scope.CONFIRM else str(subscriber_id)
-        return self._signers[scope].sign(payload).decode("ascii")
+    def make(self, scope: Scope, subscriber_id: int, version: int = 0, *, link: str = "") -> str:
+        """A URL-safe token for one subscriber and purpose, bound to their link secret."""
+        if not _LINK.fullmatch(link):
+            raise ValueError("a link secret is lowercase hex")
+        parts = [str(subscriber_id)]
+        if scope is Scope.CONFIRM:
+            parts.append(str(version))
+        if link:
+            parts.append(link)
+        return self._signers[scope].sign("-".join(parts)).decode("ascii")
 
     def read(self, scope: Scope, token: str, *, max_age: int | None = None) -> TokenData:
         """Verify a token for a scope (constant-time signature check) or raise TokenError."""
@@ -77,10 +89,16 @@ class Signer:
             raise TokenExpired("this link has expired") from None
         except (itsdangerous.BadData, UnicodeDecodeError):
             raise TokenError("this link is not valid") from None
+        parts = payload.split("-")
+        fixed = 2 if scope is Scope.CONFIRM else 1
         try:
-            if scope is Scope.CONFIRM:
-                subscriber, _, version = payload.partition("-")
-                return TokenData(int(subscriber), int(version))
-            return TokenData(int(payload))
+            if len(parts) not in (fixed, fixed + 1):
+                raise ValueError(payload)
+            version = int(parts[1]) if scope is Scope.CONFIRM else 0
+            link = parts[fixed] if len(parts) > fixed else ""
+            return TokenData(int(parts[0]), version, link)
         except ValueError:
             raise TokenError("this link is not valid") from None
+
+
+_LINK = re.compile(r"[0-9a-f]{0,32}")

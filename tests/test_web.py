@@ -50,7 +50,8 @@ def status_of(site: LiveSite, email: str) -> str:
 def token(site: LiveSite, scope: Scope, subscriber: Subscriber) -> str:
     assert subscriber.id is not None
     version = store.token_version(site.ctx.engine, subscriber.id) if scope is Scope.CONFIRM else 0
-    return site.ctx.signer.make(scope, subscriber.id, version)
+    link = store.get_subscriber(site.ctx.engine, id=subscriber.id).link_secret
+    return site.ctx.signer.make(scope, subscriber.id, version, link=link)
 
 
 def main_text(html: str) -> str:

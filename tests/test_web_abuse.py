@@ -20,8 +20,7 @@ import pytest
 
 from digest import store
 from digest.models import Paper
-from digest.tokens import Scope
-from tests.web_fixtures import LiveSite, csrf_of
+from tests.web_fixtures import LiveSite, csrf_of, links_in, text_of
 
 pytest_plugins = ["tests.web_fixtures"]
 
@@ -111,7 +110,7 @@ def test_preference_pages_are_rate_limited_per_network(make_site: Any) -> None:
         now=site.ctx.now(),
     )
     assert reader.id is not None
-    link = f"/preferences/{site.ctx.signer.make(Scope.PREFERENCES, reader.id)}"
+    link = site.ctx.links(reader).preferences.removeprefix(site.url)
     with site.client() as client:
         answers = [client.get(link) for _ in range(3)]
     assert [a.status_code for a in answers] == [200, 200, 429]
@@ -299,3 +298,108 @@ def test_unconfirmed_sign_ups_are_purged_after_the_link_expires(live_site: LiveS
     assert purged == 1
     emails = {s.email for s in store.list_subscribers(engine)}
     assert emails == {"kept@example.org", "new@example.org"}
+
+
+# ---------------------------------------------------------------- links that can be revoked
+
+
+def active_reader(site: LiveSite, email: str, keywords: str = "LLM agents") -> Any:
+    reader, _ = store.add_subscriber(
+        site.ctx.engine,
+        email,
+        store.Preferences(keywords=keywords),
+        confirmed=True,
+        now=site.ctx.now(),
+    )
+    return reader
+
+
+def test_a_reader_signs_out_every_link_a_forwarded_digest_carried(live_site: LiveSite) -> None:
+    reader = active_reader(live_site, "forwarded@example.org")
+    old = live_site.ctx.links(reader)
+    with live_site.client() as client:
+        page = client.get(old.preferences)
+        assert page.status_code == 200 and "Sign out every link" in page.text
+        signed_out = client.post(
+            old.preferences, data={"csrf_token": csrf_of(page.text), "action": "sign_out"}
+        )
+        assert signed_out.status_code == 303
+        new_page = signed_out.headers["location"]
+        assert (
+            new_page.startswith(f"{live_site.url}/preferences/") and old.preferences not in new_page
+        )
+        assert "signed out" in client.get(new_page).text
+
+    with live_site.client() as stranger:  # whoever got the forwarded digest
+        assert stranger.get(old.preferences).status_code == 400
+        assert "signed out" in stranger.get(old.preferences).text
+        assert stranger.get(old.unsubscribe).status_code == 400
+        assert stranger.get(old.feed_atom).status_code == 404
+        one_click = stranger.post(old.unsubscribe, data={"List-Unsubscribe": "One-Click"})
+    assert one_click.status_code == 400
+    assert store.get_subscriber(live_site.ctx.engine, id=reader.id).status == "active"
+
+
+def test_unsubscribing_signs_old_links_out_and_one_click_stays_idempotent(
+    live_site: LiveSite,
+) -> None:
+    reader = active_reader(live_site, "leaving@example.org")
+    old = live_site.ctx.links(reader)
+    with live_site.client() as provider:
+        first = provider.post(old.unsubscribe, data={"List-Unsubscribe": "One-Click"})
+        again = provider.post(old.unsubscribe, data={"List-Unsubscribe": "One-Click"})
+        preferences = provider.get(old.preferences)
+    assert first.status_code == again.status_code == 200
+    assert preferences.status_code == 400, "an unsubscribed reader's old links open nothing"
+
+
+def test_a_reused_id_never_opens_the_newcomers_pages(live_site: LiveSite) -> None:
+    engine, now = live_site.ctx.engine, live_site.ctx.now()
+    prefs = store.Preferences(keywords="diffusion")
+    gone, _ = store.add_subscriber(engine, "gone@example.org", prefs, confirmed=False, now=now)
+    stale = live_site.ctx.links(gone)
+    assert store.purge_unconfirmed(engine, before=now + timedelta(seconds=1)) == 1
+    newcomer = active_reader(live_site, "newcomer@example.org")
+    with live_site.client() as client:
+        assert client.get(stale.preferences).status_code == 400
+        assert client.get(stale.unsubscribe).status_code == 400
+        assert client.get(live_site.ctx.links(newcomer).preferences).status_code == 200
+
+
+# ---------------------------------------------------------------- strangers and pending readers
+
+
+def test_a_strangers_sign_up_never_rewrites_a_former_readers_profile(live_site: LiveSite) -> None:
+    reader = active_reader(live_site, "former@example.org", keywords="LLM agents")
+    store.unsubscribe(live_site.ctx.engine, id=reader.id, now=live_site.ctx.now())
+    with live_site.client() as stranger:
+        token = csrf_of(stranger.get("/").text)
+        stranger.post(
+            "/subscribe",
+            data={"csrf_token": token, "email": "former@example.org", "keywords": "casino bonus"},
+        )
+    stored = store.get_subscriber(live_site.ctx.engine, email="former@example.org")
+    assert stored.keywords == "LLM agents" and stored.status == "pending"
+    # The owner sees what confirming would apply, before anything does.
+    mail = live_site.wait_for_mail("former@example.org")
+    assert "casino bonus" in text_of(mail)
+
+
+def test_a_newer_sign_up_makes_the_earlier_confirmation_link_stale(live_site: LiveSite) -> None:
+    with live_site.client() as owner:
+        subscribe(owner, "owner@example.org")
+        first = live_site.wait_for_mail("owner@example.org")
+        [owner_link] = [u for u in links_in(first) if "/confirm/" in u]
+        with live_site.client() as stranger:
+            token = csrf_of(stranger.get("/").text)
+            stranger.post(
+                "/subscribe",
+                data={"csrf_token": token, "email": "owner@example.org", "keywords": "spam"},
+            )
+        second = live_site.wait_for_mail("owner@example.org", count=2)
+        assert "spam" in text_of(second)
+        page = owner.get(owner_link)
+        if page.status_code == 200:  # the page shows a button; pressing it must not apply "spam"
+            owner.post(owner_link, data={"csrf_token": csrf_of(page.text)})
+    stored = store.get_subscriber(live_site.ctx.engine, email="owner@example.org")
+    assert stored.status == "pending" and stored.keywords == "diffusion models"

@@ -9,7 +9,6 @@ from pathlib import Path
 import feedparser
 
 from digest import pipeline, store
-from digest.tokens import Scope
 from tests.test_feeds import node_check
 from tests.web_fixtures import LiveSite, csrf_of, in_thread
 
@@ -70,7 +69,7 @@ def test_feed_readers_get_304_when_nothing_changed(live_site: LiveSite) -> None:
 def test_a_reader_rotates_their_feed_url(live_site: LiveSite) -> None:
     reader = reader_with_a_digest(live_site)
     assert reader.id is not None
-    preferences = f"/preferences/{live_site.ctx.signer.make(Scope.PREFERENCES, reader.id)}"
+    preferences = live_site.ctx.links(reader).preferences.removeprefix(live_site.url)
     with live_site.client() as client:
         page = client.get(preferences)
         assert f"/feeds/{reader.feed_token}.atom" in page.text

@@ -96,8 +96,9 @@ class Context:
         base = self.settings.site.base_url
         if subscriber.id is None:
             return DigestLinks(home=base + "/")
-        unsubscribe = self.signer.make(Scope.UNSUBSCRIBE, subscriber.id)
-        preferences = self.signer.make(Scope.PREFERENCES, subscriber.id)
+        link = subscriber.link_secret
+        unsubscribe = self.signer.make(Scope.UNSUBSCRIBE, subscriber.id, link=link)
+        preferences = self.signer.make(Scope.PREFERENCES, subscriber.id, link=link)
         feed = quote(subscriber.feed_token)
         mailto = ""
         if self.sender:

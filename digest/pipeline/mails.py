@@ -9,6 +9,7 @@ confirmation older than the link lifetime is not sent: its link would no longer 
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict, replace
 from datetime import timedelta
 
 from digest import store
@@ -121,9 +122,12 @@ def _render(ctx: Context, claim: store.MailClaim, subscriber: Subscriber) -> Ren
     if claim.kind == store.MailKind.ALREADY_SUBSCRIBED:
         return ctx.renderer.already_subscribed(subscriber.email, ctx.links(subscriber).preferences)
     version = store.token_version(ctx.engine, subscriber.id)
-    token = ctx.signer.make(Scope.CONFIRM, subscriber.id, version)
+    token = ctx.signer.make(Scope.CONFIRM, subscriber.id, version, link=subscriber.link_secret)
+    # The mail shows what confirming applies: the sign-up's profile, not the stored one.
+    pending = store.pending_preferences(ctx.engine, subscriber.id)
+    shown = subscriber if pending is None else replace(subscriber, **asdict(pending))
     return ctx.renderer.confirmation(
-        subscriber.email, f"{ctx.settings.site.base_url}/confirm/{token}"
+        subscriber.email, f"{ctx.settings.site.base_url}/confirm/{token}", subscriber=shown
     )
 
 

@@ -126,6 +126,10 @@ class SubscriberRow(Base):
     channels: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["email", "feed"])
     feed_token: Mapped[str] = mapped_column(String(64), unique=True)
     token_version: Mapped[int] = mapped_column(Integer, default=0)
+    link_secret: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    """Carried by every link to this reader's pages; a new one signs all old links out."""
+    pending_profile: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """A sign-up's preferences for a reader who is not active, applied only when confirmed."""
     bounce_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

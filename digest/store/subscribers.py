@@ -98,6 +98,7 @@ def to_subscriber(row: SubscriberRow) -> Subscriber:
         feed_token=row.feed_token,
         created_at=row.created_at,
         confirmed_at=row.confirmed_at,
+        link_secret=row.link_secret,
     )
 
 
@@ -135,13 +136,19 @@ def add_subscriber(
 def _add(
     session: Session, address: str, preferences: Preferences, *, confirmed: bool, now: datetime
 ) -> tuple[Subscriber, bool]:
-    """Insert or update the row inside the caller's transaction."""
+    """Insert or update the row inside the caller's transaction.
+
+    A sign-up for a pending or former reader never rewrites their stored profile: it waits in
+    pending_profile until the confirmation link of that sign-up (the only one still valid: the
+    token version moves on) is used, and the mail shows what would be confirmed.
+    """
     row = session.scalar(select(SubscriberRow).where(SubscriberRow.email == address))
     if row is None:
         row = SubscriberRow(
             email=address,
             status=SubscriberStatus.ACTIVE if confirmed else SubscriberStatus.PENDING,
             feed_token=new_feed_token(),
+            link_secret=new_link_secret(),
             created_at=now,
             confirmed_at=now if confirmed else None,
             token_version=0,
@@ -151,18 +158,24 @@ def _add(
         session.add(row)
         session.flush()
         return to_subscriber(row), True
-    changed = _apply(row, preferences)
-    if confirmed and row.status != SubscriberStatus.ACTIVE:
-        row.status, row.confirmed_at, row.bounce_count = SubscriberStatus.ACTIVE, now, 0
-        changed = True
-    elif row.status in (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED):
-        row.status = SubscriberStatus.PENDING
-        changed = True
-    return to_subscriber(row), changed
+    if confirmed:  # the operator adds them: take the profile as given
+        changed = _apply(row, preferences)
+        row.pending_profile = None
+        if row.status != SubscriberStatus.ACTIVE:
+            row.status, row.confirmed_at, row.bounce_count = SubscriberStatus.ACTIVE, now, 0
+            row.link_secret = new_link_secret()
+            changed = True
+        return to_subscriber(row), changed
+    if row.status == SubscriberStatus.ACTIVE:
+        return to_subscriber(row), _apply(row, preferences)
+    row.status = SubscriberStatus.PENDING
+    row.pending_profile = _profile_of(preferences)
+    row.token_version += 1  # earlier confirmation links would confirm another profile
+    return to_subscriber(row), True
 
 
-def _apply(row: SubscriberRow, preferences: Preferences) -> bool:
-    values: dict[str, Any] = {
+def _profile_of(preferences: Preferences) -> dict[str, Any]:
+    return {
         "keywords": preferences.keywords.strip(),
         "timezone": preferences.timezone,
         "send_hour": preferences.send_hour,
@@ -170,6 +183,21 @@ def _apply(row: SubscriberRow, preferences: Preferences) -> bool:
         "max_papers": preferences.max_papers,
         "channels": list(preferences.channels),
     }
+
+
+def pending_preferences(engine: Engine, subscriber_id: int) -> Preferences | None:
+    """The preferences a pending sign-up would confirm, when they differ from the stored ones."""
+    with Session(engine) as session:
+        profile = session.scalar(
+            select(SubscriberRow.pending_profile).where(SubscriberRow.id == subscriber_id)
+        )
+    if not profile:
+        return None
+    return Preferences(**{**profile, "channels": tuple(profile.get("channels") or CHANNELS)})
+
+
+def _apply(row: SubscriberRow, preferences: Preferences | dict[str, Any]) -> bool:
+    values = preferences if isinstance(preferences, dict) else _profile_of(preferences)
     changed = False
     for name, value in values.items():
         if getattr(row, name) != value:
@@ -181,6 +209,12 @@ def _apply(row: SubscriberRow, preferences: Preferences) -> bool:
 def new_feed_token() -> str:
     """An unguessable feed token (192 random bits)."""
     return secrets.token_urlsafe(24)
+
+
+def new_link_secret() -> str:
+    """A fresh link secret: 64 random bits, hex (the signature makes links unforgeable; this
+    only has to differ from every earlier one)."""
+    return secrets.token_hex(8)
 
 
 def get_subscriber(
@@ -221,22 +255,30 @@ def subscriber_by_feed_token(engine: Engine, token: str) -> Subscriber | None:
     return to_subscriber(row)
 
 
-def confirm_subscriber(engine: Engine, subscriber_id: int, version: int, *, now: datetime) -> bool:
-    """Activate a pending subscriber once for this token version; False if the link was used or stale."""
+def confirm_subscriber(
+    engine: Engine, subscriber_id: int, version: int, *, link: str = "", now: datetime
+) -> bool:
+    """Activate a pending subscriber once for this token version and link secret, applying the
+    profile their sign-up asked for; False if the link was used, stale or signed out.
+
+    Every link sent before (preferences, unsubscribe) stops working: a new subscription, new links.
+    """
     with transaction(engine) as session:
-        result = session.execute(
-            update(SubscriberRow)
+        row = session.scalar(
+            select(SubscriberRow)
             .where(SubscriberRow.id == subscriber_id, SubscriberRow.token_version == version)
-            .values(
-                status=SubscriberStatus.ACTIVE,
-                confirmed_at=now,
-                bounce_count=0,
-                unsubscribed_at=None,
-                token_version=SubscriberRow.token_version + 1,
-            )
+            .with_for_update()
         )
-        # An UPDATE gives a CursorResult; Session.execute is typed as returning any Result.
-        return cast(CursorResult[Any], result).rowcount == 1
+        if row is None or not secrets.compare_digest(row.link_secret, link):
+            return False
+        if row.pending_profile:
+            _apply(row, row.pending_profile)
+        row.pending_profile = None
+        row.status, row.confirmed_at, row.bounce_count = SubscriberStatus.ACTIVE, now, 0
+        row.unsubscribed_at = None
+        row.token_version += 1
+        row.link_secret = new_link_secret()
+        return True
 
 
 def update_preferences(engine: Engine, subscriber_id: int, preferences: Preferences) -> Subscriber:
@@ -270,6 +312,7 @@ def unsubscribe(
             return False
         row.status, row.unsubscribed_at = SubscriberStatus.UNSUBSCRIBED, now
         row.token_version += 1
+        row.link_secret = new_link_secret()  # a forwarded digest no longer opens anything
         session.execute(
             update(DeliveryRow)
             .where(DeliveryRow.subscriber_id == row.id, DeliveryRow.status == "pending")
@@ -288,6 +331,18 @@ def rotate_feed_token(engine: Engine, subscriber_id: int) -> str:
             update(SubscriberRow).where(SubscriberRow.id == subscriber_id).values(feed_token=token)
         )
     return token
+
+
+def sign_out_links(engine: Engine, subscriber_id: int) -> Subscriber:
+    """Make every link and feed URL sent to a reader stop working; returns them with new ones."""
+    with transaction(engine) as session:
+        row = session.get(SubscriberRow, subscriber_id)
+        if row is None:
+            raise UnknownSubscriber(f"no subscriber {subscriber_id}")
+        row.link_secret = new_link_secret()
+        row.feed_token = new_feed_token()
+        row.token_version += 1
+        return to_subscriber(row)
 
 
 def list_subscribers(engine: Engine, *, statuses: Sequence[str] | None = None) -> list[Subscriber]:

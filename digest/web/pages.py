@@ -6,6 +6,7 @@ GET only shows a page; every change of state is a POST (mail scanners follow eve
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 from datetime import timedelta
 from functools import partial
@@ -20,7 +21,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from digest import pipeline, ranking, store
 from digest.models import Match, Subscriber, SubscriberStatus
 from digest.store.ratelimit import hit_rate_limit
-from digest.tokens import Scope, TokenError, TokenExpired
+from digest.tokens import Scope, TokenData, TokenError, TokenExpired
 from digest.web.forms import FormState, read_form, values_of
 from digest.web.limits import Busy, inbox_of
 from digest.web.site import Site, site_of
@@ -175,7 +176,11 @@ async def confirm(request: Request) -> Response:
         return site.message(request, "Please try again", refused, status_code=403)
     ctx = site.ctx
     done = await run_in_threadpool(
-        store.confirm_subscriber, ctx.engine, data.subscriber_id, data.version, now=ctx.now()
+        partial(store.confirm_subscriber, link=data.link),
+        ctx.engine,
+        data.subscriber_id,
+        data.version,
+        now=ctx.now(),
     )
     if not done:
         return site.message(
@@ -196,13 +201,18 @@ async def preferences(request: Request) -> Response:
     site = site_of(request)
     try:
         data = read_token(site, Scope.PREFERENCES, request.path_params["token"])
-        subscriber = await run_in_threadpool(find_subscriber, site, data.subscriber_id)
+        subscriber = await run_in_threadpool(find_subscriber, site, data, Scope.PREFERENCES)
     except BadLink as exc:
         return bad_link(request, site, str(exc))
     if request.method in ("GET", "HEAD"):
         if not site.limits.preference_pages.allow(site.network(request)):
             return site.too_many(request, "Too many page views", "preference page views")
-        notice = {"saved": "Your preferences are saved.", "rotated": "Your feed has a new URL."}
+        notice = {
+            "saved": "Your preferences are saved.",
+            "rotated": "Your feed has a new URL.",
+            "signed_out": "Every earlier link and feed URL is signed out. This page has a new "
+            "address: bookmark it, or use the links in your next digest.",
+        }
         shown = [text for key, text in notice.items() if key in request.query_params]
         return await preferences_page(request, site, subscriber, notice=" ".join(shown))
     form = await read_post(request)
@@ -214,6 +224,11 @@ async def preferences(request: Request) -> Response:
     if action == "rotate_feed":
         await run_in_threadpool(store.rotate_feed_token, site.ctx.engine, subscriber.id)
         return RedirectResponse(f"{request.url.path}?rotated=1", status_code=303)
+    if action == "sign_out":
+        # A forwarded digest or a shared link loses its power; the reader moves to the new page.
+        renewed = await run_in_threadpool(store.sign_out_links, site.ctx.engine, subscriber.id)
+        new_page = site.ctx.links(renewed).preferences
+        return RedirectResponse(f"{new_page}?signed_out=1", status_code=303)
     state = read_form(
         form, defaults=stored_preferences(subscriber), with_email=False, with_channels=True
     )
@@ -271,7 +286,7 @@ async def unsubscribe(request: Request) -> Response:
     site = site_of(request)
     try:
         data = read_token(site, Scope.UNSUBSCRIBE, request.path_params["token"])
-        subscriber = await run_in_threadpool(find_subscriber, site, data.subscriber_id)
+        subscriber = await run_in_threadpool(find_subscriber, site, data, Scope.UNSUBSCRIBE)
     except BadLink as exc:
         return bad_link(request, site, str(exc))
     if request.method in ("GET", "HEAD"):
@@ -303,7 +318,7 @@ async def read_post(request: Request) -> FormData:
     return await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
 
 
-def read_token(site: Site, scope: Scope, token: str) -> Any:
+def read_token(site: Site, scope: Scope, token: str) -> TokenData:
     """The verified token, or BadLink with a sentence for the reader."""
     max_age = None
     if scope is Scope.CONFIRM:
@@ -320,12 +335,19 @@ def read_token(site: Site, scope: Scope, token: str) -> Any:
         ) from None
 
 
-def find_subscriber(site: Site, subscriber_id: int) -> Subscriber:
-    """The subscriber a genuine token names, or BadLink if they are gone."""
+def find_subscriber(site: Site, data: TokenData, scope: Scope) -> Subscriber:
+    """The subscriber a genuine token names, or BadLink if they are gone or the link was signed
+    out (their link secret changed since). An unsubscribe link keeps answering a reader who is
+    unsubscribed, so a mail provider's repeated one-click POST still gets its 200."""
     try:
-        return store.get_subscriber(site.ctx.engine, id=subscriber_id)
+        subscriber = store.get_subscriber(site.ctx.engine, id=data.subscriber_id)
     except store.UnknownSubscriber:
         raise BadLink("This link no longer leads anywhere.") from None
+    if hmac.compare_digest(subscriber.link_secret.encode(), data.link.encode()):
+        return subscriber
+    if scope is Scope.UNSUBSCRIBE and subscriber.status == SubscriberStatus.UNSUBSCRIBED:
+        return subscriber
+    raise BadLink("This link was signed out. The newest digest in your inbox has links that work.")
 
 
 def bad_link(request: Request, site: Site, text: str) -> Response:
