@@ -7,6 +7,7 @@ that keeps answering, a mail that is not sent, a log that stays one line.
 
 from __future__ import annotations
 
+import io
 import logging
 import socket
 import threading
@@ -20,6 +21,7 @@ import pytest
 
 from digest import store
 from digest.models import Paper
+from digest.web.server import log_handler
 from tests.web_fixtures import LiveSite, csrf_of, links_in, text_of
 
 pytest_plugins = ["tests.web_fixtures"]
@@ -403,3 +405,20 @@ def test_a_newer_sign_up_makes_the_earlier_confirmation_link_stale(live_site: Li
             owner.post(owner_link, data={"csrf_token": csrf_of(page.text)})
     stored = store.get_subscriber(live_site.ctx.engine, email="owner@example.org")
     assert stored.status == "pending" and stored.keywords == "diffusion models"
+
+
+def test_the_servers_log_never_holds_a_full_address() -> None:
+    stream = io.StringIO()
+    logger = logging.getLogger("digest.test-masking")
+    logger.addHandler(log_handler(stream))
+    try:
+        try:
+            raise RuntimeError("relay said: 550 <ada.lovelace@uni.example> unknown")
+        except RuntimeError:
+            logger.exception("could not send to %s", "grace.hopper+digest@navy.example")
+    finally:
+        logger.handlers.clear()
+    written = stream.getvalue()
+    assert "g***@navy.example" in written and "a***@uni.example" in written
+    assert "grace.hopper" not in written and "ada.lovelace" not in written
+    assert "Traceback" in written, "the operator still gets the traceback"

@@ -21,7 +21,7 @@ from digest.web.clients import parse_networks
 from digest.web.feedcache import FeedCache
 from digest.web.limits import Limits
 from digest.web.security import Csrf, SecurityMiddleware, redacted_path
-from digest.web.server import raise_open_files_limit, server_config
+from digest.web.server import log_handler, raise_open_files_limit, server_config
 from digest.web.site import Site, make_environment, site_of, template_dir
 
 log = logging.getLogger("digest.web")
@@ -70,6 +70,9 @@ def create_app(settings: Settings) -> Starlette:
 def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run the web app with uvicorn until interrupted (what `digest serve` calls)."""
     raise_open_files_limit()
+    logger = logging.getLogger("digest")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(log_handler())
     config = server_config(create_app(settings), settings.web, host=host, port=port)
     uvicorn.Server(config).run()
 
