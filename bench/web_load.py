@@ -1,7 +1,7 @@
 """Load `digest serve` the way issue 15's attacker did, on 127.0.0.1 only, bounded in count and time.
 
     python bench/web_load.py                     # 5,000 papers, 40 concurrent clients
-    python bench/web_load.py --papers 5000 --concurrency 40 --rounds 5
+    python bench/web_load.py --papers 5000 --concurrency 40 --rounds 5 --rankings 1
 
 A real server process (`python -m digest serve`) on a fresh SQLite file holding N papers first
 seen today. Measures, from /proc of the server process:
@@ -61,7 +61,7 @@ def rss_mb(pid: int) -> float:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE / 2**20
 
 
-def prepare(directory: Path, n_papers: int, port: int) -> tuple[Path, str]:
+def prepare(directory: Path, n_papers: int, port: int, rankings: int) -> tuple[Path, str]:
     """A config and a database with n papers first seen now, and one active reader's
     preferences token."""
     db = directory / "digest.sqlite3"
@@ -77,6 +77,7 @@ secret_key = "{SECRET}"
 previews_per_ip_per_hour = 100000
 searches_per_ip_per_hour = 100000
 preference_pages_per_ip_per_hour = 100000
+concurrent_rankings = {rankings}
 """
     )
     engine = store.open_engine(f"sqlite:///{db}")
@@ -130,13 +131,16 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100, help="per kind, for CPU per request")
     parser.add_argument("--concurrency", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--rankings", type=int, default=0, help="[web] concurrent_rankings (0: the default)"
+    )
     args = parser.parse_args()
 
     terms = term_pool()
     with tempfile.TemporaryDirectory(prefix="digest-web-load-") as tmp:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        config, prefs = prepare(Path(tmp), args.papers, port)
+        config, prefs = prepare(Path(tmp), args.papers, port, args.rankings)
         server = start_server(config, port, Path(tmp) / "serve.log")
         try:
             pid = server.pid
