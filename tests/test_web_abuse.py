@@ -246,6 +246,22 @@ def test_half_sent_requests_are_cut_off_and_the_site_keeps_answering(make_site: 
             sock.close()
 
 
+def test_an_oversized_form_is_refused_before_it_is_read(live_site: LiveSite) -> None:
+    huge = "x" * 200_000
+    with live_site.client() as client:
+        token = csrf_of(client.get("/").text)
+        declared = client.post(
+            "/subscribe", data={"csrf_token": token, "email": "big@example.org", "keywords": huge}
+        )
+        chunked = client.post(
+            "/subscribe",
+            content=(part for part in [f"csrf_token={token}&keywords=".encode(), huge.encode()]),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+    assert declared.status_code == chunked.status_code == 413
+    assert store.count_subscribers(live_site.ctx.engine) == {}
+
+
 def test_a_client_that_hangs_up_mid_post_is_one_log_line(
     live_site: LiveSite, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -19,7 +19,7 @@ from digest.config import Settings
 from digest.web import feedroutes, pages
 from digest.web.clients import parse_networks
 from digest.web.feedcache import FeedCache
-from digest.web.limits import Limits
+from digest.web.limits import BodyLimit, Limits
 from digest.web.security import Csrf, SecurityMiddleware, redacted_path
 from digest.web.server import log_handler, raise_open_files_limit, server_config
 from digest.web.site import Site, make_environment, site_of, template_dir
@@ -53,7 +53,7 @@ def create_app(settings: Settings) -> Starlette:
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(SecurityMiddleware, https=https)],
+        middleware=[Middleware(SecurityMiddleware, https=https), Middleware(BodyLimit)],
         exception_handlers={
             HTTPException: http_error,
             ClientDisconnect: client_gone,

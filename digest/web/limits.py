@@ -1,5 +1,5 @@
-"""Limits on the expensive requests: per-network rate limits in memory, and a bound on how many
-rank at once (the rest wait briefly, then get 503 with Retry-After).
+"""Limits on the expensive requests: per-network rate limits in memory, a bound on how many rank
+at once (the rest wait briefly, then get 503 with Retry-After), and on request body size.
 
 These guard reads (previews, search feeds, preference pages), which are many and cheap to send;
 their counters live in this process's memory so a flood costs no database writes. Sign-ups, which
@@ -16,6 +16,11 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from digest.config import WebSettings
 
@@ -120,3 +125,35 @@ class Limits:
             preference_pages=RateLimiter(web.preference_pages_per_ip_per_hour, 3600),
             gate=Gate(running=running, waiting=16 * running, wait_seconds=5.0),
         )
+
+
+MAX_BODY_BYTES = 64 * 1024
+"""The largest request body any form of this site sends (4,000-character fields, a few of them)."""
+
+
+class BodyLimit:
+    """Refuses request bodies over MAX_BODY_BYTES with 413, before they are read into memory."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await PlainTextResponse("That was too much.\n", status_code=413)(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:  # a chunked body that never said how long it was
+                raise HTTPException(413)
+            return message
+
+        await self.app(scope, counted, send)
