@@ -18,9 +18,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from typing import Any
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import aiosmtplib
 from sqlalchemy import insert, text
