@@ -139,13 +139,20 @@ def compose_once(
 def _compose_missing(
     ctx: Context, units: Sequence[Unit], subscribers: dict[int, Subscriber]
 ) -> list[store.Composition]:
-    """Rank the units not composed yet: each window starts where the reader's last digest stopped."""
-    now = ctx.now()
+    """Rank the units not composed yet: each window starts where the reader's last digest stopped.
+
+    A window ends at the newest stored paper (not the clock), so every reader composed after the
+    same fetch shares one window end, and tomorrow's windows start together: the window's papers
+    are loaded and indexed once for all of them.
+    """
+    until = store.newest_seen_at(ctx.engine, until=ctx.now()) or ctx.now()
     compositions: list[store.Composition] = []
     for day in sorted({day for _, day in units}):
         ids = [sid for sid, d in units if d == day]
         previous = ctx.store.digests.previous_until(ids, before=day)
-        windows = [Window(previous.get(sid) or first_window(ctx, now), now) for sid in ids]
+        windows = [
+            Window(min(previous.get(sid) or first_window(ctx, until), until), until) for sid in ids
+        ]
         since = min(w.since for w in windows)
         recommended = ctx.store.digests.recommended(ids, since=since)
         members = [subscribers[sid] for sid in ids]

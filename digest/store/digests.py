@@ -137,49 +137,52 @@ class Digests:
         a digest is composed once, whoever gets there first.
         """
         insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
-        lost: list[Unit] = []
+        by_unit = {(c.subscriber_id, c.digest_date): c for c in compositions}
         kept: dict[Unit, Composition] = {}
         with self.engine.begin() as connection:
-            for composition in compositions:
-                unit = (composition.subscriber_id, composition.digest_date)
+            for start in range(0, len(compositions), CHUNK):
+                chunk = compositions[start : start + CHUNK]
                 statement = (
                     insert(_digests)
                     .values(
-                        subscriber_id=composition.subscriber_id,
-                        digest_date=composition.digest_date,
-                        since=composition.since,
-                        until=composition.until,
-                        empty=composition.empty,
-                        fallback=composition.fallback,
-                        failed_sources=[
-                            {"name": name, "error": error}
-                            for name, error in composition.failed_sources
-                        ],
-                        composed_at=now,
-                    )
-                    .on_conflict_do_nothing(index_elements=["subscriber_id", "digest_date"])
-                    .returning(_digests.c.id)
-                )
-                digest_id = connection.execute(statement).scalar()
-                if digest_id is None:
-                    lost.append(unit)
-                    continue
-                if composition.items:
-                    connection.execute(
-                        _items.insert(),
                         [
                             {
-                                "digest_id": digest_id,
-                                "paper_id": item.paper_id,
-                                "section": item.section,
-                                "rank": item.rank,
-                                "score": float(item.score),
-                                "matched": list(item.matched),
+                                "subscriber_id": c.subscriber_id,
+                                "digest_date": c.digest_date,
+                                "since": c.since,
+                                "until": c.until,
+                                "empty": c.empty,
+                                "fallback": c.fallback,
+                                "failed_sources": [
+                                    {"name": name, "error": error}
+                                    for name, error in c.failed_sources
+                                ],
+                                "composed_at": now,
                             }
-                            for item in composition.items
-                        ],
+                            for c in chunk
+                        ]
                     )
-                kept[unit] = _with_id(composition, digest_id)
+                    .on_conflict_do_nothing(index_elements=["subscriber_id", "digest_date"])
+                    .returning(_digests.c.id, _digests.c.subscriber_id, _digests.c.digest_date)
+                )
+                for digest_id, subscriber_id, day in connection.execute(statement):
+                    unit = (subscriber_id, _day(day))
+                    kept[unit] = _with_id(by_unit[unit], digest_id)
+            rows = [
+                {
+                    "digest_id": composition.id,
+                    "paper_id": item.paper_id,
+                    "section": item.section,
+                    "rank": item.rank,
+                    "score": float(item.score),
+                    "matched": list(item.matched),
+                }
+                for composition in kept.values()
+                for item in composition.items
+            ]
+            if rows:
+                connection.execute(_items.insert(), rows)
+        lost = [unit for unit in by_unit if unit not in kept]
         if lost:
             kept.update(self.get_many(lost))
         return kept

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from digest.models import Paper
 from digest.store.engine import StoreError, transaction
-from digest.store.schema import AcronymRow, PaperRow, PaperSourceRow
+from digest.store.schema import AcronymRow, PaperRow, PaperSourceRow, UTCDateTime
 
 CHUNK = 500
 
@@ -230,6 +230,14 @@ def papers_seen_between(engine: Engine, start: datetime, end: datetime) -> list[
     )
     with Session(engine) as session:
         return _with_sources(session, list(session.scalars(query)))
+
+
+def newest_seen_at(engine: Engine, *, until: datetime) -> datetime | None:
+    """When the newest paper stored up to `until` was first seen (None: no paper yet)."""
+    query = select(func.max(PaperRow.first_seen_at)).where(PaperRow.first_seen_at <= until)
+    with Session(engine) as session:
+        value = session.scalar(query)
+    return UTCDateTime().process_result_value(value, None) if value is not None else None  # type: ignore[arg-type]
 
 
 def count_papers_seen_between(engine: Engine, start: datetime, end: datetime) -> int:
