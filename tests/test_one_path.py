@@ -339,3 +339,38 @@ def test_a_few_refused_mailboxes_among_many_accepted_are_their_own(
         if r["email"] == "reader3@uni.example" and r["channel"] == "email"
     ]
     assert row["status"] == "failed" and "5.1.1" in row["last_error"]
+
+
+def test_a_run_that_prepares_in_a_second_process_sends_the_same_digests(
+    relay: Relay, make_settings: Any
+) -> None:
+    settings = make_settings(
+        smtp={"host": relay.host, "port": relay.port, "connections": 3},
+        delivery={"prepare_process": "always", "batch_size": 4},
+    )
+    ctx = pipeline.build_context(settings)  # the real clock: the preparer is another process
+    pipeline.fetch(ctx)
+    for i in range(14):
+        store.add_subscriber(
+            ctx.engine,
+            f"reader{i}@uni.example",
+            Preferences(keywords=INTERESTS[i % len(INTERESTS)], max_papers=4),
+            confirmed=True,
+            now=ctx.now(),
+        )
+    day = ctx.now().date()
+    dry = pipeline.run(ctx, fetch_first=False, dry_run=True, digest_date=day)
+    previewed = {
+        o.email: [m.paper.key for m in o.digest.matches] if o.digest else [] for o in dry.rows
+    }
+
+    report = pipeline.run(ctx, fetch_first=False, digest_date=day)
+
+    assert report.sent.total == 14  # one row per reader, each with both channels
+    sent = {
+        o.email: [m.paper.key for m in o.digest.matches] if o.digest else [] for o in report.rows
+    }
+    assert sent == previewed
+    emails = [e for e, keys in sent.items() if keys]
+    assert relay.copies() == {e: 1 for e in emails}
+    assert ctx.store.deliveries.counts().get("sending", 0) == 0

@@ -131,10 +131,10 @@ def print_run_table(report: pipeline.RunReport) -> None:
             "(all of them with --format json)",
             markup=False,
         )
-    done = sent.count("would send" if report.dry_run else "sent")
-    empty = sent.count("empty")
-    retry = sent.count("pending")
-    failed = sent.count("failed")
+    done = sent.count(pipeline.Outcome.WOULD_SEND if report.dry_run else pipeline.Outcome.SENT)
+    empty = sent.count(pipeline.Outcome.EMPTY)
+    retry = sent.count(pipeline.Outcome.RETRY)
+    failed = sent.count(pipeline.Outcome.FAILED)
     summary = (
         f"{verb}: {done} reader(s); empty: {empty}; {report.papers} new paper(s) in the window"
     )

@@ -18,7 +18,7 @@ from digest.pipeline.feeding import reader_feed, search_feed, write_reader_feeds
 from digest.pipeline.fetching import FetchReport, fetch
 from digest.pipeline.mails import MailError, send_mails_now, send_queued_mails
 from digest.pipeline.planning import is_due, local_date, plan
-from digest.pipeline.report import ReaderOutcome, SendReport
+from digest.pipeline.report import Outcome, ReaderOutcome, SendReport
 from digest.pipeline.running import RunReport, outcome_json, run
 from digest.pipeline.upkeep import housekeeping
 from digest.pipeline.worker import send_pending, worker_id
@@ -27,6 +27,7 @@ __all__ = [
     "Context",
     "FetchReport",
     "MailError",
+    "Outcome",
     "Progress",
     "ReaderOutcome",
     "RunReport",

@@ -17,7 +17,7 @@ from digest.models import Channel, Digest, DigestLinks, RenderedEmail, Subscribe
 from digest.pipeline.composing import compose_once
 from digest.pipeline.context import Context
 from digest.pipeline.feeding import write_reader_feeds
-from digest.pipeline.report import Key, SendReport
+from digest.pipeline.report import Key, Outcome, Tally
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,14 +42,14 @@ class Prepared:
     pending: dict[int, Pending] = field(default_factory=dict)
 
 
-Prepare = Callable[[Context, Sequence[store.Claim], SendReport], Prepared]
+Prepare = Callable[[Context, Sequence[store.Claim], Tally], Prepared]
 """Turns claimed rows into envelopes (compose and render by default; the bench passes ready mail)."""
 
 
 def prepare_batch(
     ctx: Context,
     claims: Sequence[store.Claim],
-    report: SendReport,
+    report: Tally,
     *,
     dry: bool = False,
     subscribers: dict[int, Subscriber] | None = None,
@@ -82,10 +82,10 @@ def prepare_batch(
         for claim in group:
             if digest is None:
                 empty.append(claim.id)
-                report.settle(key, claim.channel, "empty")
+                report.settle(key, claim.channel, Outcome.EMPTY)
             elif claim.channel == Channel.FEED:
                 feeds.append(claim)
-                report.settle(key, claim.channel, "would send" if dry else "sent")
+                report.settle(key, claim.channel, Outcome.WOULD_SEND if dry else Outcome.SENT)
                 fed.append(subscriber)
             else:
                 try:
@@ -93,7 +93,7 @@ def prepare_batch(
                 except MessageError as exc:
                     # One address the message cannot carry fails alone.
                     unsendable.append(store.Outcome(claim.id, claim.subscriber_id, str(exc)))
-                    report.settle(key, claim.channel, "failed", str(exc))
+                    report.settle(key, claim.channel, Outcome.FAILED, str(exc))
                     continue
                 prepared.envelopes.append(envelope)
                 prepared.pending[claim.id] = Pending(claim, subscriber.email, envelope.message_id)
@@ -115,7 +115,7 @@ def _settle_gone(
     ctx: Context,
     gone: Sequence[store.Claim],
     subscribers: dict[int, Subscriber],
-    report: SendReport,
+    report: Tally,
     *,
     dry: bool,
 ) -> None:
@@ -134,7 +134,7 @@ def _settle_gone(
         )
         for claim in group:
             failures.append(store.Outcome(claim.id, claim.subscriber_id, reason))
-            report.settle(key, claim.channel, "failed", reason)
+            report.settle(key, claim.channel, Outcome.FAILED, reason)
     if failures and not dry:
         ctx.store.deliveries.fail(failures, now=ctx.now())
 

@@ -20,7 +20,7 @@ from digest import store
 from digest.deliver.transport import RelayError, SendResult
 from digest.pipeline.batch import Pending
 from digest.pipeline.context import Context
-from digest.pipeline.report import SendReport
+from digest.pipeline.report import Outcome, SendReport
 
 log = logging.getLogger(__name__)
 
@@ -161,9 +161,9 @@ class Recorder:
 
     def _status(self, pending: Pending, result: SendResult) -> str:
         if result.ok:
-            return "sent"
+            return Outcome.SENT
         retry = not result.permanent and pending.claim.attempts < self._max_attempts
-        return "pending" if retry else "failed"
+        return Outcome.RETRY if retry else Outcome.FAILED
 
     @property
     def _max_attempts(self) -> int:

@@ -12,8 +12,23 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
+from enum import StrEnum
+from typing import Protocol
 
 from digest.models import Channel, Digest
+
+
+class Outcome(StrEnum):
+    """What became of one channel of a reader's digest in a pass (its JSON and table word)."""
+
+    SENT = "sent"
+    RETRY = "pending"
+    """Not taken this time; a later run tries again."""
+    FAILED = "failed"
+    EMPTY = "empty"
+    WOULD_SEND = "would send"
+    """The dry run's word for what a run would send."""
+
 
 Key = tuple[int, date]
 """(subscriber id, digest date)."""
@@ -35,10 +50,20 @@ class ReaderOutcome:
         """The reader's status: the email copy's when there is one, else the feed copy's."""
         if Channel.EMAIL in self.channels:
             return self.channels[Channel.EMAIL]
-        return next(iter(self.channels.values()), "empty")
+        return next(iter(self.channels.values()), Outcome.EMPTY)
 
 
 Listener = Callable[[ReaderOutcome], None]
+
+
+class Tally(Protocol):
+    """What preparing a batch tells the report: the readers to expect, each channel's outcome."""
+
+    def expect(self, key: Key, email: str, channels: set[str], digest: Digest | None) -> None: ...
+
+    def settle(
+        self, key: Key, channel: str, status: str, error: str | None = None, *, email: str = "?"
+    ) -> None: ...
 
 
 class SendReport:

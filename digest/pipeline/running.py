@@ -24,7 +24,7 @@ from digest.pipeline.context import Context, Progress
 from digest.pipeline.fetching import FetchReport, fetch
 from digest.pipeline.mails import send_queued_mails
 from digest.pipeline.planning import plan, planned_batches
-from digest.pipeline.report import Listener, ReaderOutcome, SendReport
+from digest.pipeline.report import Listener, Outcome, ReaderOutcome, SendReport
 from digest.pipeline.worker import send_pending
 
 log = logging.getLogger(__name__)
@@ -183,7 +183,7 @@ def _preview(
 ) -> None:
     prepared = prepare_batch(ctx, claims, report, dry=True, subscribers=subscribers)
     for pending in prepared.pending.values():
-        report.settle(pending.key, pending.claim.channel, "would send")
+        report.settle(pending.key, pending.claim.channel, Outcome.WOULD_SEND)
 
 
 def _example_readers(ctx: Context) -> dict[int, Subscriber]:

@@ -2,8 +2,9 @@
 
 How a worker runs (one asyncio loop per `send_pending` call, one SMTP pool for all its batches):
 
-- a thread claims the next batch and composes and renders it while the current one is being
-  sent, so the connections never wait for the database or the templates;
+- the next batch is claimed, composed and rendered while the current one is being sent, so the
+  connections never wait for the database or the templates: in a second process when the
+  machine has the cores for it (pipeline/preparer.py), else in a thread;
 - the transport sends over `[smtp] connections` reused connections;
 - every result goes to the recorder thread (pipeline/recorder.py), which commits in small groups.
 
@@ -32,6 +33,7 @@ from digest import owners, store
 from digest.deliver.transport import SendResult, Transport
 from digest.pipeline.batch import Prepare, Prepared, prepare_batch
 from digest.pipeline.context import Context, Progress, run_sync
+from digest.pipeline.preparer import Claimer, PreparerProcess, wants_process
 from digest.pipeline.recorder import Recorder
 from digest.pipeline.report import Listener, SendReport
 
@@ -114,7 +116,7 @@ def send_pending(
 
 
 class _Sender:
-    """One sending pass: prepare batches ahead, send them on one pool, record through a thread."""
+    """One sending pass: batches prepared ahead (thread or process), one pool, one recorder."""
 
     def __init__(
         self,
@@ -126,24 +128,36 @@ class _Sender:
         report: SendReport,
     ) -> None:
         self.ctx, self.transport, self.owner = ctx, transport, owner
-        self.prepare, self.progress, self.report = prepare, progress, report
-        self.after = 0
+        self.progress, self.report = progress, report
+        self.claimer = Claimer(ctx, owner, prepare)
+        self.preparer: PreparerProcess | None = None
+        if wants_process(ctx, prepare, default=prepare_batch):
+            self.preparer = PreparerProcess(ctx, owner)
         self.connections = getattr(getattr(transport, "settings", None), "connections", 1)
         self.progressed = asyncio.Event()
 
     async def run(self, *, drain: bool) -> SendReport:
+        try:
+            return await self._run(drain=drain)
+        finally:
+            if self.preparer is not None:
+                untaken = await asyncio.to_thread(self.preparer.close)
+                if untaken:
+                    await asyncio.to_thread(
+                        self.ctx.store.deliveries.give_back, untaken, owner=self.owner
+                    )
+
+    async def _run(self, *, drain: bool) -> SendReport:
         async with Recorder(self.ctx, self.owner, self.report) as recorder, self.transport:
             sends: list[asyncio.Task[None]] = []
-            upcoming = asyncio.create_task(asyncio.to_thread(self._claim_and_prepare, recorder))
+            upcoming = asyncio.create_task(asyncio.to_thread(self._next, recorder))
             try:
                 while True:
                     prepared = await upcoming
                     if prepared is None:
                         break
                     if drain:
-                        upcoming = asyncio.create_task(
-                            asyncio.to_thread(self._claim_and_prepare, recorder)
-                        )
+                        upcoming = asyncio.create_task(asyncio.to_thread(self._next, recorder))
                     if prepared.envelopes:
                         sends.append(asyncio.create_task(self._send(prepared, recorder)))
                     if not drain:
@@ -160,32 +174,17 @@ class _Sender:
                 raise
         return self.report
 
-    def _claim_and_prepare(self, recorder: Recorder) -> Prepared | None:
-        """Claim the next batch (keyset: continue after the last id) and prepare it."""
-        settings = self.ctx.settings.delivery
-        deliveries = self.ctx.store.deliveries
-        for _ in range(2):
-            claims = deliveries.claim_batch(
-                owner=self.owner,
-                limit=settings.batch_size,
-                now=self.ctx.now(),
-                lease_seconds=settings.lease_seconds,
-                after_id=self.after,
-            )
-            if claims:
-                break
-            if self.after == 0:
-                return None
-            self.after = 0  # wrap around: rows due for a retry may sit below the last id
-        else:
+    def _next(self, recorder: Recorder) -> Prepared | None:
+        """The next prepared batch, its rows held by the recorder and its events reported."""
+        batch = self.preparer.next() if self.preparer is not None else self.claimer.next()
+        if batch is None:
             return None
-        self.after = claims[-1].id
-        recorder.hold(c.id for c in claims)
-        prepared = self.prepare(self.ctx, claims, self.report)
-        recorder.settled(c.id for c in claims if c.id not in prepared.pending)
+        recorder.hold(c.id for c in batch.claims)
+        batch.events.replay(self.report)
+        recorder.settled(c.id for c in batch.claims if c.id not in batch.prepared.pending)
         if self.progress:
             self.progress("sending", self.report.total, self.report.total)
-        return prepared
+        return batch.prepared
 
     async def _wait_for_room(self, sends: list[asyncio.Task[None]]) -> None:
         """Hand the next batch over only when the pool is about to run dry (and surface errors)."""

@@ -1,0 +1,200 @@
+"""Where the sender's batches come from: claimed and prepared in a thread, or in a second process.
+
+Sending (the SMTP conversation, committing results) keeps one core busy; composing and rendering
+the next batches keeps another. With two cores, a preparer process claims and prepares batches
+while the sending process sends: each batch crosses a pipe as ready MIME bytes, with the report
+events its preparation produced (empty digests, feed copies) replayed in the sender. The
+preparer claims under the sender's lease owner, so the sender's recorder extends and gives back
+those rows as its own, and a rerun after a crash takes them over like the sender's.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from digest import store
+from digest.config import Settings
+from digest.pipeline.batch import Prepare, Prepared
+from digest.pipeline.context import Context, build_context, utcnow
+from digest.pipeline.report import Tally
+
+log = logging.getLogger(__name__)
+
+AHEAD = 2
+"""Batches the preparer may have ready before the sender takes one (bounds its memory)."""
+
+
+@dataclass
+class EventLog:
+    """A Tally that records report events, to replay them in the sending process."""
+
+    events: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = field(default_factory=list)
+
+    def expect(self, *args: Any, **kwargs: Any) -> None:
+        """Record an expect() call."""
+        self.events.append(("expect", args, kwargs))
+
+    def settle(self, *args: Any, **kwargs: Any) -> None:
+        """Record a settle() call."""
+        self.events.append(("settle", args, kwargs))
+
+    def replay(self, tally: Tally) -> None:
+        """Apply the recorded events to the real report, in order."""
+        for name, args, kwargs in self.events:
+            getattr(tally, name)(*args, **kwargs)
+
+
+@dataclass
+class Batch:
+    """A claimed batch and what its preparation made of it."""
+
+    claims: list[store.Claim]
+    prepared: Prepared
+    events: EventLog
+
+
+class Claimer:
+    """Claims batch after batch with a keyset (continuing after the last id), and prepares each."""
+
+    def __init__(self, ctx: Context, owner: str, prepare: Prepare) -> None:
+        self.ctx, self.owner, self.prepare = ctx, owner, prepare
+        self.after = 0
+
+    def claim(self) -> list[store.Claim]:
+        """The next batch (empty when nothing is due)."""
+        settings = self.ctx.settings.delivery
+        for _ in range(2):
+            claims = self.ctx.store.deliveries.claim_batch(
+                owner=self.owner,
+                limit=settings.batch_size,
+                now=self.ctx.now(),
+                lease_seconds=settings.lease_seconds,
+                after_id=self.after,
+            )
+            if claims:
+                self.after = claims[-1].id
+                return claims
+            if self.after == 0:
+                return []
+            self.after = 0  # wrap around: rows due for a retry may sit below the last id
+        return []
+
+    def next(self) -> Batch | None:
+        """Claim and prepare the next batch (None: nothing is due)."""
+        claims = self.claim()
+        if not claims:
+            return None
+        events = EventLog()
+        try:
+            prepared = self.prepare(self.ctx, claims, events)  # type: ignore[arg-type]
+        except BaseException:
+            self.ctx.store.deliveries.give_back([c.id for c in claims], owner=self.owner)
+            raise
+        return Batch(claims, prepared, events)
+
+
+def wants_process(ctx: Context, prepare: Prepare, *, default: Prepare) -> bool:
+    """Whether to prepare in a second process: the setting, the cores, and enough work to share."""
+    mode = ctx.settings.delivery.prepare_process
+    if mode == "never" or prepare is not default or ctx.now is not utcnow:
+        return False  # a custom clock or preparation cannot cross into another process
+    if mode == "always":
+        return True
+    if (os.cpu_count() or 1) < 2:
+        return False
+    due = ctx.store.deliveries.counts().get("pending", 0)
+    return due > 2 * ctx.settings.delivery.batch_size
+
+
+class PreparerProcess:
+    """A child process that claims and prepares batches; `next()` takes the next ready one."""
+
+    def __init__(self, ctx: Context, owner: str) -> None:
+        self.ctx, self.owner = ctx, owner
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        context: Any = multiprocessing.get_context(method)
+        self._conn, child = context.Pipe()
+        ctx.engine.dispose()  # a forked child must not share the parent's connections
+        self._process = context.Process(
+            target=_preparer_main,
+            args=(ctx.settings, owner, child),
+            name="digest-preparer",
+            daemon=True,
+        )
+        self._process.start()
+        child.close()
+        self._done = False
+
+    def next(self) -> Batch | None:
+        """The next prepared batch (None when the preparer found nothing more to claim)."""
+        if self._done:
+            return None
+        try:
+            message = self._conn.recv()
+        except EOFError:
+            self._done = True
+            raise RuntimeError("the preparer process stopped unexpectedly") from None
+        if message is None:
+            self._done = True
+            return None
+        if isinstance(message, BaseException):
+            self._done = True
+            raise message
+        self._conn.send("more")
+        return message  # type: ignore[no-any-return]
+
+    def close(self) -> list[int]:
+        """Stop the preparer; returns the claims of batches it made that were never taken."""
+        untaken: list[int] = []
+        if not self._done:
+            try:
+                self._conn.send("stop")
+                while self._conn.poll(30):
+                    message = self._conn.recv()
+                    if message is None or isinstance(message, BaseException):
+                        break
+                    untaken.extend(c.id for c in message.claims)
+            except (EOFError, OSError):
+                pass
+        self._conn.close()
+        self._process.join(timeout=30)
+        if self._process.is_alive():
+            self._process.terminate()
+        self._done = True
+        return untaken
+
+
+def _preparer_main(settings: Settings, owner: str, conn: Connection) -> None:
+    """The child: claim and prepare until nothing is due or the sender says stop."""
+    from digest.pipeline.batch import prepare_batch
+
+    credits = AHEAD
+    try:
+        ctx = build_context(settings)
+        claimer = Claimer(ctx, owner, prepare_batch)
+        _ = ctx.renderer
+        while True:
+            while credits == 0 or conn.poll():
+                message = conn.recv()
+                if message == "stop":
+                    conn.send(None)
+                    return
+                credits += 1
+            batch = claimer.next()
+            if batch is None:
+                conn.send(None)
+                return
+            conn.send(batch)
+            credits -= 1
+    except (EOFError, BrokenPipeError, KeyboardInterrupt):
+        return  # the sender is gone: its rows go back when its death is noticed
+    except BaseException as exc:  # hand the error to the sender, which reports it
+        try:
+            conn.send(exc)
+        except Exception:
+            conn.send(RuntimeError(f"{type(exc).__name__}: {exc}"))
