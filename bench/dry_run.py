@@ -54,7 +54,7 @@ def main() -> None:
         url = f"sqlite:///{Path(tmp) / 'bench.sqlite3'}"
         config = Path(tmp) / "digest.toml"
         config.write_text(f'[database]\nurl = "{url}"\n', encoding="utf-8")
-        engine = store.open_engine(url)
+        engine = store.open_engine(url, create=True)
         store.migrate(engine)
         now = datetime.now(UTC)
         start = time.perf_counter()

@@ -21,7 +21,7 @@ from xml.sax.saxutils import escape
 
 from digest.config import FetchSettings, SourceSettings
 from digest.sources import FetchState, fetch_source
-from digest.store import ensure_schema, open_engine, upsert_papers
+from digest.store import migrate, open_engine, upsert_papers
 
 WORDS = [
     "federated",
@@ -117,8 +117,8 @@ def main() -> None:
     settings = FetchSettings()
     print(f"feed: {args.entries} entries, {len(body) / 1e6:.1f} MB")
     with tempfile.TemporaryDirectory() as tmp:
-        engine = open_engine(f"sqlite:///{Path(tmp) / 'bench.sqlite3'}")
-        ensure_schema(engine)
+        engine = open_engine(f"sqlite:///{Path(tmp) / 'bench.sqlite3'}", create=True)
+        migrate(engine)
         first = FetchState()
         runs = [
             ("run 1 (empty store)", lambda: first),

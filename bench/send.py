@@ -209,6 +209,7 @@ def main() -> None:
                     "delivery": {"batch_size": args.batch_size},
                 }
             )
+            store.migrate(store.open_engine(url, create=True))  # what `digest init` does
             ctx = pipeline.build_context(settings, now=lambda: NOW)
             prepare_database(ctx, args.messages)
             envelopes = ready_messages(ctx, small=args.small)

@@ -1,13 +1,16 @@
 """Settings: TOML file plus DIGEST_* environment, validated into frozen objects.
 
 Where the file comes from: `--config PATH`, else $DIGEST_CONFIG, else ./digest.toml, else built-in
-defaults (the bundled sample feed and a SQLite file in the working directory).
+defaults (the bundled sample feed and a SQLite file in the working directory). Relative paths in a
+config file (local feeds, the SQLite file) are relative to that file's folder, so cron and systemd
+find the same files from any working directory.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -55,6 +58,8 @@ class SourceSettings(_Section):
     url: str = Field(min_length=1)
     kind: SourceKind = "auto"
     enabled: bool = True
+    title: str = Field(default="", max_length=200)
+    """How readers see the source named in a digest (default: the host name of its URL)."""
 
 
 class FetchSettings(_Section):
@@ -65,6 +70,8 @@ class FetchSettings(_Section):
     retries: int = Field(default=2, ge=0, le=10)
     include_cross_lists: bool = True
     include_replacements: bool = False
+    alert_after: int = Field(default=3, ge=1)
+    """Consecutive failed fetches of one source before it needs the operator (exit 1, status)."""
 
 
 class SmtpSettings(_Section):
@@ -165,6 +172,9 @@ class DeliverySettings(_Section):
     outbox_dir: str = "outbox"
     feeds_dir: str = ""
     """Also write each subscriber's Atom digest here as a file (optional; the web app serves them)."""
+    keep_days: int = Field(default=180, ge=31)
+    """Composed digests, finished deliveries and single mails older than this are pruned; each
+    reader's newest digest is always kept. At least 31: private feeds show the last 30 days."""
 
 
 class ScheduleSettings(_Section):
@@ -172,6 +182,12 @@ class ScheduleSettings(_Section):
     """Fetch every source this often."""
     run_minutes: int = Field(default=15, ge=1)
     """Look for subscribers whose send hour has come this often."""
+
+
+class LoggingSettings(_Section):
+    format: Literal["text", "json"] = "text"
+    """text: one readable line per event; json: one JSON object per line, for log collectors."""
+    level: Literal["debug", "info", "warning", "error"] = "info"
 
 
 class ExampleProfile(_Section):
@@ -243,6 +259,7 @@ class Settings(_Section):
     delivery: DeliverySettings = DeliverySettings()
     schedule: ScheduleSettings = ScheduleSettings()
     web: WebSettings = WebSettings()
+    logging: LoggingSettings = LoggingSettings()
     examples: tuple[ExampleProfile, ...] = DEFAULT_EXAMPLES
 
     path: str | None = None
@@ -302,6 +319,8 @@ def load_settings(
             if not isinstance(data[section], dict):
                 raise ConfigError(f"[{section}] must be a table")
             data[section][key] = environ[var]
+    if config_path is not None:
+        _resolve_relative_database(data, config_path.parent)
     return parse_settings(data)
 
 
@@ -338,6 +357,31 @@ def _resolve_relative_sources(data: dict[str, Any], base: Path) -> None:
         url = source.get("url")
         if isinstance(url, str) and "://" not in url and not Path(url).is_absolute():
             source["url"] = str((base / url).resolve())
+
+
+# sqlite:///name is relative, sqlite:////name absolute; the path ends where the query begins
+_SQLITE_URL = re.compile(r"^(?P<scheme>sqlite(?:\+\w+)?):///(?P<path>[^?]*)(?P<query>\?.*)?$")
+
+
+def _resolve_relative_database(data: dict[str, Any], base: Path) -> None:
+    """A relative SQLite file (the default one too) lives next to the config file, as local feeds do.
+
+    Without this, `digest --config /etc/paper-digest/digest.toml run` started by cron from another
+    folder would open a different, empty database there.
+    """
+    section = data.setdefault("database", {})
+    if not isinstance(section, dict):
+        return  # parse_settings names the problem
+    url = section.get("url", DEFAULT_DATABASE_URL)
+    if not isinstance(url, str):
+        return
+    match = _SQLITE_URL.match(url)
+    if match is None:
+        return
+    path = match["path"]
+    if not path or path == ":memory:" or path.startswith(("/", "~", "file:")):
+        return
+    section["url"] = f"{match['scheme']}:///{(base / path).resolve()}{match['query'] or ''}"
 
 
 def _describe(exc: ValidationError) -> str:

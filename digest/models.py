@@ -93,6 +93,7 @@ class SourceStatus:
     """A feed that was (or could not be) fetched for a digest, as the reader should hear of it."""
 
     name: str
+    """The source's display title (its configured `title`, else its site), never the internal name."""
     ok: bool
     error: str | None = None
 

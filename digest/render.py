@@ -688,8 +688,8 @@ class EmailRenderer:
             prefix = f"No new papers matched on {short}"
         subject = prefix + _shorten(top, max(30, SUBJECT_LIMIT - len(prefix))) if top else prefix
         notes = [
-            f"{clean_text(s.name, 60)} could not be reached today; tomorrow's digest will include "
-            "its papers."
+            f"{clean_text(s.name, 60)} could not be reached when this digest was put together, "
+            "so some of its papers may be missing here."
             for s in digest.failed_sources
             if not s.ok
         ]
@@ -814,7 +814,7 @@ def _sample_digest() -> Digest:
         digest_date=date(2024, 1, 2),
         matches=(Match(paper, 3.2, ("diffusion",)),),
         trending=(Match(paper, 0.0),),
-        failed_sources=(SourceStatus("arxiv", False, "timeout"),),
+        failed_sources=(SourceStatus("arXiv", False, "timeout"),),
         links=DigestLinks(
             preferences="https://example.org/p",
             unsubscribe="https://example.org/u",

@@ -31,6 +31,7 @@ def fetch_job(ctx: pipeline.Context) -> None:
 
 def deliver_job(ctx: pipeline.Context, *, send: bool) -> None:
     """Plan the digests that are due and, when this process sends, send them."""
+    pipeline.note_pass(ctx)  # for `digest status`: the last scheduled pass
     planned = pipeline.plan(ctx, due_only=True)
     if planned:
         log.info("planned %d deliveries", planned)

@@ -7,6 +7,7 @@ template. Without it, each test gets its own SQLite file.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -86,12 +87,29 @@ def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
     _pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file `digest init` would make (migrated once); each test gets a copy."""
+    from digest import store
+
+    path = tmp_path_factory.mktemp("template") / "digest.sqlite3"
+    engine = store.open_engine(f"sqlite:///{path}", create=True)
+    store.migrate(engine)
+    engine.dispose()  # the last connection out folds the WAL into the file
+    return path
+
+
 @pytest.fixture
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The database a test runs on: SQLite file by default, PostgreSQL when asked for."""
+    """The database a test runs on, initialised as `digest init` leaves it (no command creates one).
+
+    SQLite file by default, PostgreSQL when DIGEST_TEST_DATABASE asks for it.
+    """
     if os.environ.get("DIGEST_TEST_DATABASE", "sqlite").startswith("postgres"):
         return request.getfixturevalue("postgres_url")
-    return f"sqlite:///{tmp_path / 'digest.sqlite3'}"
+    target = tmp_path / "digest.sqlite3"
+    shutil.copyfile(request.getfixturevalue("sqlite_template"), target)
+    return f"sqlite:///{target}"
 
 
 # ---------------------------------------------------------------- SMTP
@@ -143,6 +161,8 @@ def free_port() -> int:
 @pytest.fixture
 def smtp_server() -> Iterator[Mailbox]:
     """A real aiosmtpd server on 127.0.0.1 that keeps every message it accepts."""
+    # its per-connection info lines are not the program's: keep them out of captured stderr
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     mailbox = Mailbox(host="127.0.0.1", port=free_port())
     controller = Controller(_Collector(mailbox), hostname=mailbox.host, port=mailbox.port)
     controller.start()

@@ -25,6 +25,8 @@ LAYERS = {
     "models": 4,
     "tokens": 4,
     "owners": 4,
+    "logs": 4,
+    "metrics": 4,
 }
 # Each of these libraries is imported by one part only, so swapping it touches one place.
 HOMES = {
@@ -33,6 +35,7 @@ HOMES = {
     "sqlalchemy": "store",
     "alembic": "store",
     "aiosmtplib": "deliver",
+    "prometheus_client": "metrics",
 }
 
 

@@ -228,9 +228,9 @@ def test_the_dry_run_lists_exactly_what_the_run_then_sends(
 
     assert dry.exit_code == 0 and real.exit_code == 0, (dry.output, real.output)
     previewed = {
-        d["email"]: [p["key"] for p in d["papers"]] for d in json.loads(dry.output)["digests"]
+        d["email"]: [p["key"] for p in d["papers"]] for d in json.loads(dry.stdout)["digests"]
     }
-    sent = {d["email"]: [p["key"] for p in d["papers"]] for d in json.loads(real.output)["digests"]}
+    sent = {d["email"]: [p["key"] for p in d["papers"]] for d in json.loads(real.stdout)["digests"]}
     assert len(sent) == 30  # one row per reader, whatever their channels
     assert previewed == sent
     assert any(sent.values()) and sum(1 for v in sent.values() if v) > 10

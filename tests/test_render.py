@@ -104,7 +104,10 @@ def test_trending_block_and_fallback_are_explained(renderer, papers):
 
 def test_an_unreachable_source_is_mentioned_in_both_parts(renderer, papers):
     rendered = renderer.digest(make_digest(papers, failed=("arXiv cs.LG",)))
-    note = "arXiv cs.LG could not be reached today; tomorrow's digest will include its papers."
+    note = (
+        "arXiv cs.LG could not be reached when this digest was put together, "
+        "so some of its papers may be missing here."
+    )
     assert note in visible_text(rendered.html)
     assert note in rendered.text.replace("\n", " ")
 

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import gzip
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from digest.config import FetchSettings, SourceSettings
 from digest.models import Paper
 from digest.sources import FetchResult, FetchState, fetch_source
-from digest.store import StoreError, ensure_schema, list_papers, open_engine, upsert_papers
+from digest.store import StoreError, list_papers, open_engine, upsert_papers
 
 pytest.register_assert_rewrite("tests.sources_fixtures")
 from tests.sources_fixtures import FEEDS, Reply  # noqa: E402 - after the rewrite registration
@@ -42,9 +41,8 @@ def fetch(
 
 
 @pytest.fixture
-def engine(tmp_path: Path):
-    engine = open_engine(f"sqlite:///{tmp_path / 'digest.sqlite3'}")
-    ensure_schema(engine)
+def engine(database_url: str):
+    engine = open_engine(database_url)
     yield engine
     engine.dispose()
 
@@ -280,7 +278,6 @@ def test_an_id_with_a_forbidden_character_reference_is_cleaned_not_fatal(feed_se
     )
     url = feed_server.route("/sloppy", Reply(200, body, {"Content-Type": "application/rss+xml"}))
     engine = open_engine(database_url)
-    ensure_schema(engine)
 
     result = fetch(url, name="sloppy")
     upsert_papers(engine, result.papers, now=NOW)
@@ -301,7 +298,6 @@ def test_a_link_too_long_for_a_key_is_shortened_the_same_way_every_time(feed_ser
     ).encode()
     url = feed_server.route("/long", Reply(200, body, {"Content-Type": "application/rss+xml"}))
     engine = open_engine(database_url)
-    ensure_schema(engine)
 
     first = fetch(url, name="agg")
     upsert_papers(engine, first.papers, now=NOW)
@@ -320,7 +316,6 @@ def test_a_paper_the_database_refuses_fails_its_feed_with_a_reason_and_stores_no
     if database_url.startswith("sqlite"):
         pytest.skip("SQLite stores any string; PostgreSQL refuses a NUL")
     engine = open_engine(database_url)
-    ensure_schema(engine)
     good = Paper(key="2411.01234", title="Fine")
     refused = Paper(key="odd\x00key", title="Not storable")
 

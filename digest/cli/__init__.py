@@ -13,11 +13,12 @@ from digest.cli.admin import db, init, serve
 from digest.cli.base import cli
 from digest.cli.content import fetch, papers, sources
 from digest.cli.daily import run, schedule, worker
+from digest.cli.ops import send_test, status
 from digest.cli.people import subscribe, subscribers, unsubscribe
 
 for command in (init, db, serve, fetch, sources, papers, run, schedule, worker):
     cli.add_command(command)
-for command in (subscribe, unsubscribe, subscribers):
+for command in (subscribe, unsubscribe, subscribers, status, send_test):
     cli.add_command(command)
 
 

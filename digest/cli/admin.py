@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
 
 from digest import store
-from digest.cli.base import handle_errors, info, state
+from digest.cli.base import handle_errors, info, state, warn
 from digest.config import DEFAULT_CONFIG_NAME, example_config_path, load_settings
 
 
@@ -40,13 +41,10 @@ def init(path: Path | None) -> None:
             "set [email] from, [smtp] and [site] base_url, then `digest fetch`."
         )
     settings = load_settings(target)
-    engine = store.open_engine(settings.database.url)
+    engine = store.open_engine(settings.database.url, create=True)
     store.migrate(engine)
-    database = engine.url.render_as_string(hide_password=True)
-    if engine.dialect.name == "sqlite" and engine.url.database:
-        info(f"Database ready: {database} (readable by you only)")
-    else:
-        info(f"Database ready: {database}")
+    private = " (readable by you only)" if engine.dialect.name == "sqlite" else ""
+    info(f"Database ready: {store.describe(engine)}{private}")
 
 
 @click.group()
@@ -57,18 +55,66 @@ def db() -> None:
 @db.command("upgrade")
 @handle_errors
 def db_upgrade() -> None:
-    """Apply every pending migration."""
-    settings = state().settings
-    store.migrate(store.open_engine(settings.database.url))
-    info(f"Database is up to date: {settings.database.url}")
+    """Apply every pending migration (stop the schedulers and workers of the older version first)."""
+    engine = store.open_engine(state().settings.database.url, create=True)
+    store.migrate(engine)
+    info(f"Database is up to date: {store.describe(engine)}")
+
+
+@db.command("copy")
+@click.option(
+    "--to",
+    "target_url",
+    required=True,
+    help="The database to copy into, e.g. postgresql://digest@db.example/digest (created empty).",
+)
+@handle_errors
+def db_copy(target_url: str) -> None:
+    """Copy everything (papers, readers, deliveries, sources, the signing key) into another database.
+
+    For moving from SQLite to PostgreSQL: stop `digest schedule`, `worker` and `serve` first,
+    then point [database] url at the new database.
+    """
+    ctx = state().context
+    target = store.open_engine(target_url, create=True)
+    store.migrate(target)
+    copied = store.copy_database(ctx.engine, target)
+    total = ", ".join(f"{count} {table}" for table, count in copied.items() if count)
+    info(f"Copied {total or 'nothing (the database is empty)'} to {store.describe(target)}.")
+    info("Now set [database] url (or DIGEST_DATABASE_URL) to it and start the services again.")
 
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Port to listen on (default: the port of [site] base_url, else 8000).",
+)
 @handle_errors
-def serve(host: str, port: int) -> None:
-    """Serve the subscribe, preferences and unsubscribe pages and the private feeds."""
+def serve(host: str, port: int | None) -> None:
+    """Serve the subscribe, preferences and unsubscribe pages, the private feeds and /metrics."""
     from digest.web import serve as serve_web
 
-    serve_web(state().settings, host=host, port=port)
+    settings = state().settings
+    base_url = settings.site.base_url
+    expected = base_port(base_url)
+    if port is None:
+        port = expected or 8000
+    elif expected and port != expected:
+        warn(
+            f"listening on port {port}, but [site] base_url ({base_url}) says {expected}: "
+            "mailed links reach this server only through a proxy that forwards them"
+        )
+    ctx = state().context
+    info(f"Serving on http://{host}:{port}/; mails link to {base_url}/")
+    serve_web(settings, host=host, port=port, ctx=ctx)
+
+
+def base_port(base_url: str) -> int | None:
+    """The port a base URL names explicitly, or None (http and https defaults are a proxy's)."""
+    try:
+        return urlsplit(base_url).port
+    except ValueError:
+        return None

@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.text import Text
 
-from digest import __version__
-from digest.config import ConfigError, Settings, load_settings
+from digest import __version__, logs
+from digest.config import ConfigError, LoggingSettings, Settings, load_settings
 from digest.deliver.message import DkimError, MessageError
 from digest.deliver.transport import RelayError
 from digest.pipeline import Context, MailError, build_context
@@ -69,8 +69,9 @@ FORMAT = click.option(
 class State:
     """Per-invocation state: the config path, and the settings and context built from it on demand."""
 
-    def __init__(self, config_path: str | None) -> None:
+    def __init__(self, config_path: str | None, quiet: bool = False) -> None:
         self.config_path = config_path
+        self.quiet = quiet
         self._settings: Settings | None = None
         self._context: Context | None = None
 
@@ -78,6 +79,7 @@ class State:
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings(self.config_path)
+            logs.configure(self._settings.logging, quiet=self.quiet)
         return self._settings
 
     @property
@@ -105,7 +107,10 @@ class State:
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, quiet: bool) -> None:
     """paper-digest: the day's new papers that match your readers' interests, by email and RSS."""
-    ctx.obj = State(config_path)
+    ctx.obj = State(config_path, quiet)
+    # Defaults until the config is read (it may name another format): from the first line on,
+    # -q means nothing but warnings and errors.
+    logs.configure(LoggingSettings(), quiet=quiet)
     stdout.quiet = stderr.quiet = quiet
 
 
@@ -148,6 +153,11 @@ def plain(*values: object) -> list[Text]:
 def error(message: str) -> None:
     """Print an error on stderr, even with --quiet (messages name keys like [smtp]: no markup)."""
     errors.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False)
+
+
+def warn(message: str) -> None:
+    """Print a warning on stderr, even with --quiet."""
+    errors.print(Text.assemble(("warning:", "bold yellow"), " ", message), highlight=False)
 
 
 def info(message: str) -> None:

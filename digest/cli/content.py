@@ -47,8 +47,18 @@ def fetch(only: str | None, fmt: str) -> None:
         print_json([asdict(r) for r in reports])
     else:
         print_fetch_table(reports)
+    exit_on_source_problems(ctx, reports)
     if any(r.status == "failed" for r in reports):
         info("Some sources failed; the others were stored. Check the URL, or try again later.")
+
+
+def exit_on_source_problems(ctx: pipeline.Context, reports: Sequence[pipeline.FetchReport]) -> None:
+    """Exit 1 (the error printed even with -q) when every source failed or one fails too long."""
+    problems = pipeline.fetched_problems(ctx, [r.name for r in reports])
+    for problem in problems:
+        error(problem)
+    if problems:
+        raise SystemExit(1)
 
 
 @click.group()

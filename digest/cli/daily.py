@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.table import Table
 
-from digest import pipeline
+from digest import metrics, pipeline
 from digest.cli.base import (
     FORMAT,
     handle_errors,
@@ -21,7 +23,9 @@ from digest.cli.base import (
     state,
     stdout,
 )
-from digest.cli.content import print_fetch_table
+from digest.cli.content import exit_on_source_problems, print_fetch_table
+
+log = logging.getLogger("digest.worker")
 
 
 @click.command()
@@ -60,6 +64,7 @@ def run(dry_run: bool, digest_date: object, no_fetch: bool, fmt: str, out: Path 
         )
     if stream is not None:
         stream.end()
+        exit_on_source_problems(ctx, report.fetched)
         return
     if report.fetched:
         print_fetch_table(report.fetched)
@@ -71,6 +76,7 @@ def run(dry_run: bool, digest_date: object, no_fetch: bool, fmt: str, out: Path 
     print_run_table(report)
     if out is not None:
         info(f"Wrote the rendered digests to {out}/ (.html, .txt and .eml for each).")
+    exit_on_source_problems(ctx, report.fetched)
 
 
 class JsonStream:
@@ -152,22 +158,57 @@ def print_run_table(report: pipeline.RunReport) -> None:
         )
 
 
+def metrics_options(func: Any) -> Any:
+    """--metrics-port and --metrics-host, for the long-running commands."""
+    func = click.option(
+        "--metrics-host",
+        default="127.0.0.1",
+        show_default=True,
+        help="Address the metrics endpoint listens on (0.0.0.0: every interface).",
+    )(func)
+    return click.option(
+        "--metrics-port",
+        type=click.IntRange(1, 65535),
+        default=None,
+        help="Serve Prometheus metrics on this port (http://HOST:PORT/metrics).",
+    )(func)
+
+
+def serve_metrics(ctx: pipeline.Context, port: int | None, host: str) -> None:
+    """Start the metrics endpoint in a background thread, when a port was given."""
+    if port is None:
+        return
+    pipeline.watch_queue(ctx)
+    try:
+        metrics.serve(port, host)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot serve metrics on {host}:{port}: {exc.strerror}"
+        ) from None
+    info(f"metrics on http://{host}:{port}/metrics")
+
+
 @click.command()
 @click.option("--once", is_flag=True, help="Send what is pending now, then exit.")
 @click.option("--poll", default=10.0, show_default=True, help="Seconds to wait when idle.")
+@metrics_options
 @handle_errors
-def worker(once: bool, poll: float) -> None:
+def worker(once: bool, poll: float, metrics_port: int | None, metrics_host: str) -> None:
     """Send pending digests; run as many workers as you like against one PostgreSQL database."""
     ctx = state().context
+    serve_metrics(ctx, metrics_port, metrics_host)
     owner = pipeline.worker_id()
-    info(f"worker {owner} started")
+    log.info("worker %s started", owner)
     while True:
         pipeline.send_queued_mails(ctx)
         report = pipeline.send_pending(ctx, owner=owner)
         if report.total:
-            info(
-                f"readers: sent {report.count('sent')}, empty {report.count('empty')}, "
-                f"failed {report.count('failed')}, to retry {report.count('pending')}"
+            log.info(
+                "readers: sent %d, empty %d, failed %d, to retry %d",
+                report.count("sent"),
+                report.count("empty"),
+                report.count("failed"),
+                report.count("pending"),
             )
         if once:
             return
@@ -181,9 +222,12 @@ def worker(once: bool, poll: float) -> None:
     is_flag=True,
     help="Only fetch and plan; leave sending to `digest worker` processes.",
 )
+@metrics_options
 @handle_errors
-def schedule(no_send: bool) -> None:
+def schedule(no_send: bool, metrics_port: int | None, metrics_host: str) -> None:
     """Run forever: fetch on schedule and send each reader's digest at their hour."""
     from digest.scheduler import run_scheduler
 
-    run_scheduler(state().context, send=not no_send)
+    ctx = state().context
+    serve_metrics(ctx, metrics_port, metrics_host)
+    run_scheduler(ctx, send=not no_send)

@@ -16,11 +16,22 @@ from digest.pipeline.composing import (
 from digest.pipeline.context import Context, Progress, build_context, run_sync, utcnow
 from digest.pipeline.feeding import reader_feed, search_feed, write_reader_feeds
 from digest.pipeline.fetching import FetchReport, fetch
+from digest.pipeline.health import (
+    SourceHealth,
+    Status,
+    fetched_problems,
+    note_pass,
+    note_relay,
+    source_problems,
+    status,
+    watch_queue,
+)
 from digest.pipeline.mails import MailError, send_mails_now, send_queued_mails
 from digest.pipeline.planning import is_due, local_date, plan
 from digest.pipeline.report import Outcome, ReaderOutcome, SendReport
 from digest.pipeline.running import RunReport, outcome_json, run
-from digest.pipeline.upkeep import housekeeping
+from digest.pipeline.sample import send_sample
+from digest.pipeline.upkeep import Pruned, housekeeping
 from digest.pipeline.worker import send_pending, worker_id
 
 __all__ = [
@@ -29,19 +40,25 @@ __all__ = [
     "MailError",
     "Outcome",
     "Progress",
+    "Pruned",
     "ReaderOutcome",
     "RunReport",
     "SendReport",
+    "SourceHealth",
+    "Status",
     "Window",
     "build_context",
     "candidates",
     "compose",
     "explain",
     "fetch",
+    "fetched_problems",
     "first_window",
     "housekeeping",
     "is_due",
     "local_date",
+    "note_pass",
+    "note_relay",
     "outcome_json",
     "plan",
     "preview",
@@ -52,7 +69,11 @@ __all__ = [
     "send_mails_now",
     "send_pending",
     "send_queued_mails",
+    "send_sample",
+    "source_problems",
+    "status",
     "utcnow",
+    "watch_queue",
     "worker_id",
     "write_reader_feeds",
 ]

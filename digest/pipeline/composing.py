@@ -6,6 +6,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from pathlib import PurePath
+from urllib.parse import urlsplit
 
 from digest import ranking, store
 from digest.models import (
@@ -95,11 +97,21 @@ def _assemble(
 
 
 def _failed_sources(ctx: Context) -> tuple[SourceStatus, ...]:
+    """Sources whose last fetch failed, under the names readers know (never the internal ones)."""
+    titles = {s.name: s.title for s in ctx.settings.sources if s.title}
     return tuple(
-        SourceStatus(name=record.name, ok=False, error=record.last_error)
+        SourceStatus(name=titles.get(record.name) or _host(record.url), ok=False)
         for record in store.list_sources(ctx.engine)
         if record.last_status == "failed"
     )
+
+
+def _host(url: str) -> str:
+    """A source without a configured title is named by its site (or, for a local file, its file)."""
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https") and parts.hostname:
+        return parts.hostname
+    return PurePath(parts.path or url).name or "a local file"
 
 
 Unit = tuple[int, date]

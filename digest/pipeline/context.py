@@ -150,8 +150,8 @@ class Context:
 
 
 def build_context(settings: Settings, *, now: Callable[[], datetime] = utcnow) -> Context:
-    """Open the database (creating or upgrading its schema) and the token signer."""
+    """Open the database and the token signer; a missing or older database is refused, not made."""
     engine = store.open_engine(settings.database.url)
-    store.ensure_schema(engine)
+    store.check_schema(engine)
     secret = settings.site.secret_key or store.get_or_create_secret(engine)
     return Context(settings=settings, engine=engine, signer=Signer(secret), now=now)

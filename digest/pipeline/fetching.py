@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from digest import ranking, sources, store
 from digest.config import SourceSettings
 from digest.pipeline.context import Context, Progress
+from digest.pipeline.health import observe_fetch
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,7 @@ def _fetch_one(ctx: Context, record: store.SourceRecord) -> FetchReport:
         updated=counts.updated,
         warnings=result.warnings,
     )
+    observe_fetch(record.name, result.status, counts.new)
     return FetchReport(
         name=record.name,
         status=result.status,

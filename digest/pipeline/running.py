@@ -25,6 +25,7 @@ from digest.pipeline.fetching import FetchReport, fetch
 from digest.pipeline.mails import send_queued_mails
 from digest.pipeline.planning import plan, planned_batches
 from digest.pipeline.report import Listener, Outcome, ReaderOutcome, SendReport
+from digest.pipeline.upkeep import housekeeping
 from digest.pipeline.worker import send_pending
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,9 @@ def run(
     report.sent = SendReport(listener=_fan_out(listeners))
     if dry_run:
         _dry_run(ctx, day, report)
+        log_run(report)
         return report
+    housekeeping(ctx)
     try:
         report.mails = send_queued_mails(ctx, transport)
     except RelayError as exc:
@@ -122,7 +125,29 @@ def run(
     report.planned = plan(ctx, digest_date=day)
     sent = send_pending(ctx, transport, progress=progress, listener=report.sent.listener)
     report.sent = sent
+    log_run(report)
     return report
+
+
+def log_run(report: RunReport) -> None:
+    """The one log line of a run: what was fetched, planned and sent (counts, never addresses)."""
+    readers = report.sent.readers
+    log.info(
+        "%s for %s: %d sources fetched (%d failed), %d new papers, %d planned; readers: "
+        "%d %s, %d empty, %d failed, %d to retry; single mails: %d sent, %d not taken",
+        "dry run" if report.dry_run else "run",
+        report.digest_date.isoformat(),
+        len(report.fetched),
+        sum(1 for f in report.fetched if f.status == "failed"),
+        sum(f.new for f in report.fetched),
+        report.planned,
+        readers["would send" if report.dry_run else "sent"],
+        "would get mail" if report.dry_run else "sent",
+        readers["empty"],
+        readers["failed"],
+        readers["pending"],
+        *report.mails,
+    )
 
 
 def _window_size(ctx: Context) -> int:

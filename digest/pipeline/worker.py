@@ -25,14 +25,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 from digest import owners, store
-from digest.deliver.transport import SendResult, Transport
+from digest.deliver.transport import RelayError, SendResult, Transport
 from digest.pipeline.batch import Prepare, Prepared, prepare_batch
 from digest.pipeline.context import Context, Progress, run_sync
+from digest.pipeline.health import note_relay, observe_sending
 from digest.pipeline.preparer import Claimer, PreparerProcess, wants_process
 from digest.pipeline.recorder import Recorder
 from digest.pipeline.report import Listener, SendReport
@@ -111,7 +114,17 @@ def send_pending(
         sender = _Sender(
             ctx, transport or ctx.transport(), owner, prepare or prepare_batch, progress, report
         )
-        run_sync(sender.run(drain=stop_when_idle))
+        started = time.perf_counter()
+        try:
+            run_sync(sender.run(drain=stop_when_idle))
+        except RelayError as exc:
+            note_relay(ctx, str(exc))  # for `digest status`: the relay needs the operator
+            raise
+    # deliveries by outcome (each channel's row), for metrics; a pass that sent clears the alert
+    outcomes: Counter[str] = Counter()
+    for (_channel, status), count in report.channels.items():
+        outcomes[status] += count
+    observe_sending(ctx, outcomes, time.perf_counter() - started)
     return report
 
 

@@ -5,11 +5,20 @@ One module per table family, the way miniflux's storage has one file per table.
 
 from sqlalchemy import Engine
 
+from digest.store.copying import copy_database
 from digest.store.deliveries import Claim, Deliveries, PlannedDelivery
 from digest.store.digests import ComposedItem, Composition, Digests, FeedItem
-from digest.store.engine import StoreError, ensure_schema, migrate, open_engine, schema_is_current
+from digest.store.engine import (
+    StoreError,
+    check_schema,
+    describe,
+    migrate,
+    open_engine,
+    schema_is_current,
+)
 from digest.store.mails import MailClaim, MailKind, Mails
-from digest.store.meta import get_or_create_secret
+from digest.store.meta import get_or_create_secret, read_meta, write_meta
+from digest.store.overview import deliveries_by_day, oldest_pending
 from digest.store.papers import (
     UpsertCounts,
     count_papers,
@@ -26,6 +35,7 @@ from digest.store.papers import (
 )
 from digest.store.queue import Outcome, Queue
 from digest.store.ratelimit import hit_rate_limit, prune_rate_events
+from digest.store.retention import prune_digests, prune_mails
 from digest.store.sources import (
     SourceRecord,
     UnknownSource,
@@ -99,11 +109,14 @@ __all__ = [
     "UpsertCounts",
     "add_source",
     "add_subscriber",
+    "check_schema",
     "confirm_subscriber",
+    "copy_database",
     "count_papers",
     "count_papers_seen_between",
     "count_subscribers",
-    "ensure_schema",
+    "deliveries_by_day",
+    "describe",
     "get_or_create_secret",
     "get_source",
     "get_subscriber",
@@ -117,13 +130,17 @@ __all__ = [
     "migrate",
     "newest_seen_at",
     "normalize_email",
+    "oldest_pending",
     "open_engine",
     "paper_counts_by_source",
     "papers_by_ids",
     "papers_seen_between",
     "pending_preferences",
+    "prune_digests",
+    "prune_mails",
     "prune_rate_events",
     "purge_unconfirmed",
+    "read_meta",
     "record_fetch",
     "remove_source",
     "rotate_feed_token",
@@ -137,4 +154,5 @@ __all__ = [
     "unsubscribe",
     "update_preferences",
     "upsert_papers",
+    "write_meta",
 ]

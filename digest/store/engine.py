@@ -14,7 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import resource_dir
@@ -24,8 +24,19 @@ class StoreError(Exception):
     """The database cannot be used as asked; the message says what to do."""
 
 
-def open_engine(url: str) -> Engine:
-    """An engine for the URL: SQLite gets WAL, foreign keys and a busy timeout; psycopg 3 for PostgreSQL."""
+def describe(engine: Engine) -> str:
+    """Where the data lives, for messages: the SQLite file, or the URL without its password."""
+    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        return str(engine.url.database)
+    return engine.url.render_as_string(hide_password=True)
+
+
+def open_engine(url: str, *, create: bool = False) -> Engine:
+    """An engine for the URL: SQLite gets WAL, foreign keys and a busy timeout; psycopg 3 for PostgreSQL.
+
+    A SQLite file must exist unless `create` (only `digest init` and `digest db upgrade` create
+    one): otherwise a typo or a cron job in another folder would quietly start an empty database.
+    """
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -40,7 +51,11 @@ def open_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         kwargs["connect_args"] = {"timeout": 30}
         if parsed.database and parsed.database != ":memory:":
-            _create_private(Path(parsed.database).expanduser())
+            path = Path(parsed.database).expanduser()
+            if create:
+                _create_private(path)
+            elif not path.is_file():
+                raise StoreError(f"no database at {path.resolve()}; run `digest init`")
     else:
         kwargs["pool_pre_ping"] = True
     try:
@@ -73,6 +88,37 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+@contextmanager
+def database_errors(engine: Engine) -> Iterator[None]:
+    """Turn a database that cannot be opened into one StoreError line that says what to do."""
+    try:
+        yield
+    except DBAPIError as exc:
+        raise StoreError(_explain(engine, exc)) from None
+
+
+def _explain(engine: Engine, exc: DBAPIError) -> str:
+    reason = " ".join(str(exc.orig).split())
+    where = describe(engine)
+    if engine.dialect.name == "sqlite":
+        if "not a database" in reason or "malformed" in reason:
+            return (
+                f"{where} is not a usable SQLite database ({reason}); restore it from a backup "
+                "(see docs/operations.md) or point [database] url at the right file"
+            )
+        return f"cannot use the SQLite database {where}: {reason}; check the file and its folder"
+    url = engine.url
+    server = f"{url.host or 'localhost'}:{url.port or 5432}"
+    if "does not exist" in reason and "database" in reason:
+        return (
+            f'PostgreSQL at {server} has no database "{url.database}": create it '
+            f"(createdb {url.database}), then run `digest init`"
+        )
+    if "password authentication failed" in reason or "authentication" in reason:
+        return f"PostgreSQL at {server} refused the login: {reason}; check [database] url"
+    return f"cannot use the database {where}: {reason}; is the server running and reachable?"
+
+
 def _alembic_config(engine: Engine) -> AlembicConfig:
     config = AlembicConfig()
     config.set_main_option("script_location", str(resource_dir("migrations")))
@@ -81,25 +127,51 @@ def _alembic_config(engine: Engine) -> AlembicConfig:
 
 
 def migrate(engine: Engine) -> None:
-    """Create or upgrade the schema to the newest migration."""
-    try:
+    """Create or upgrade the schema to the newest migration (`digest init`, `digest db upgrade`)."""
+    with database_errors(engine):
         command.upgrade(_alembic_config(engine), "head")
-    except OperationalError as exc:
-        raise StoreError(f"cannot open the database: {exc.orig}") from None
+
+
+def schema_revisions(engine: Engine) -> tuple[str | None, str | None]:
+    """(the database's migration, the newest this code knows)."""
+    head = ScriptDirectory.from_config(_alembic_config(engine)).get_current_head()
+    with database_errors(engine), engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    return current, head
 
 
 def schema_is_current(engine: Engine) -> bool:
     """True when the database has every migration applied."""
-    head = ScriptDirectory.from_config(_alembic_config(engine)).get_current_head()
-    with engine.connect() as connection:
-        current = MigrationContext.configure(connection).get_current_revision()
+    current, head = schema_revisions(engine)
     return current == head
 
 
-def ensure_schema(engine: Engine) -> None:
-    """Migrate when needed (cheap when the schema is already current)."""
-    if not schema_is_current(engine):
-        migrate(engine)
+def check_schema(engine: Engine) -> None:
+    """Refuse a database this version cannot use as it is; never migrates (only init/upgrade do).
+
+    Migrating on start would let a new version, started anywhere, change the shared database
+    under the older workers still running.
+    """
+    current, head = schema_revisions(engine)
+    if current == head:
+        return
+    where = describe(engine)
+    if current is None:
+        raise StoreError(f"no paper-digest tables in {where}; run `digest init`")
+    scripts = ScriptDirectory.from_config(_alembic_config(engine))
+    try:
+        known = scripts.get_revision(current) is not None
+    except Exception:  # alembic raises several kinds for an unknown id
+        known = False
+    if known:
+        raise StoreError(
+            f"the database {where} is at schema {current}, this version needs {head}; "
+            "run `digest db upgrade` (see docs/operations.md, Upgrades)"
+        )
+    raise StoreError(
+        f"the database {where} has schema {current}, which this version of paper-digest does not "
+        "know: a newer version migrated it; upgrade paper-digest here too"
+    )
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

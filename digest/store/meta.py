@@ -27,3 +27,20 @@ def get_or_create_secret(engine: Engine) -> str:
     except IntegrityError:
         # Another process created it first; use theirs.
         return get_or_create_secret(engine)
+
+
+def read_meta(engine: Engine, key: str) -> str | None:
+    """A named value, or None when it was never written."""
+    with transaction(engine) as session:
+        return session.scalar(select(MetaRow.value).where(MetaRow.key == key))
+
+
+def write_meta(engine: Engine, values: dict[str, str]) -> None:
+    """Write (insert or replace) named values in one transaction."""
+    with transaction(engine) as session:
+        for key, value in values.items():
+            row = session.get(MetaRow, key)
+            if row is None:
+                session.add(MetaRow(key=key, value=value))
+            else:
+                row.value = value

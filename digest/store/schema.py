@@ -78,6 +78,8 @@ class SourceRow(Base):
     last_new: Mapped[int] = mapped_column(Integer, default=0)
     last_updated: Mapped[int] = mapped_column(Integer, default=0)
     last_warnings: Mapped[list[str]] = mapped_column(JSON, default=list)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Failed fetches since the last success; `[fetch] alert_after` of them need the operator."""
 
 
 class PaperRow(Base):

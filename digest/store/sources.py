@@ -36,6 +36,7 @@ class SourceRecord:
     last_new: int = 0
     last_updated: int = 0
     last_warnings: tuple[str, ...] = ()
+    consecutive_failures: int = 0
 
 
 def _record(row: SourceRow) -> SourceRecord:
@@ -54,6 +55,7 @@ def _record(row: SourceRow) -> SourceRecord:
         last_new=row.last_new,
         last_updated=row.last_updated,
         last_warnings=tuple(row.last_warnings or ()),
+        consecutive_failures=row.consecutive_failures or 0,
     )
 
 
@@ -78,12 +80,15 @@ def sync_config_sources(engine: Engine, configured: Sequence[SourceSettings]) ->
                         last_new=0,
                         last_updated=0,
                         last_warnings=[],
+                        consecutive_failures=0,
                     )
                 )
                 continue
             if (row.url, row.kind, row.origin) != (source.url, source.kind, "config"):
                 if row.url != source.url:
+                    # a new address starts a new record: the old one's failures say nothing of it
                     row.etag = row.last_modified = row.content_hash = None
+                    row.consecutive_failures = 0
                 row.url, row.kind, row.origin = source.url, source.kind, "config"
         for name, row in rows.items():
             if row.origin == "config" and name not in wanted:
@@ -105,6 +110,7 @@ def add_source(engine: Engine, name: str, url: str, *, kind: str = "auto") -> So
             last_new=0,
             last_updated=0,
             last_warnings=[],
+            consecutive_failures=0,
         )
         session.add(row)
         session.flush()
@@ -161,6 +167,7 @@ def record_fetch(
         row.last_error = error
         row.last_warnings = list(warnings)[:20]
         if status in ("ok", "not_modified"):
+            row.consecutive_failures = 0
             row.last_ok_at = now
             row.last_new, row.last_updated = new, updated
             # an HTTP date is 29 characters; anything past the column is not one worth sending back
@@ -170,4 +177,5 @@ def record_fetch(
             )
             row.content_hash = content_hash or row.content_hash
         else:
+            row.consecutive_failures = (row.consecutive_failures or 0) + 1
             row.last_new = row.last_updated = 0

@@ -14,22 +14,23 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from digest import pipeline, store
+from digest import metrics, pipeline, store
 from digest.config import Settings
 from digest.web import feedroutes, pages
 from digest.web.clients import parse_networks
 from digest.web.feedcache import FeedCache
 from digest.web.limits import BodyLimit, Limits
 from digest.web.security import Csrf, SecurityMiddleware, redacted_path
-from digest.web.server import log_handler, raise_open_files_limit, server_config
+from digest.web.server import raise_open_files_limit, server_config
 from digest.web.site import Site, make_environment, site_of, template_dir
 
 log = logging.getLogger("digest.web")
 
 
-def create_app(settings: Settings) -> Starlette:
-    """The web app for these settings (opens the database and brings its schema up to date)."""
-    ctx = pipeline.build_context(settings)
+def create_app(settings: Settings, *, ctx: pipeline.Context | None = None) -> Starlette:
+    """The web app for these settings (opens the database, which must be initialised)."""
+    ctx = ctx or pipeline.build_context(settings)
+    pipeline.watch_queue(ctx)
     secret = settings.site.secret_key or store.get_or_create_secret(ctx.engine)
     https = settings.site.base_url.startswith("https://")
     directory = template_dir()
@@ -49,6 +50,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/unsubscribe/{token}", pages.unsubscribe, methods=["GET", "POST"]),
         Route("/feeds/{name}", feedroutes.feed, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics_page, methods=["GET"]),
         Mount("/static", StaticFiles(directory=directory / "static"), name="static"),
     ]
     app = Starlette(
@@ -67,13 +69,21 @@ def create_app(settings: Settings) -> Starlette:
     return app
 
 
-def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Run the web app with uvicorn until interrupted (what `digest serve` calls)."""
+def serve(
+    settings: Settings,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    ctx: pipeline.Context | None = None,
+) -> None:
+    """Run the web app with uvicorn until interrupted (what `digest serve` calls).
+
+    Log lines, uvicorn's too (log_config=None), go through the program's logging (digest/logs.py):
+    time, level, text or JSON, readers' addresses masked.
+    """
     raise_open_files_limit()
-    logger = logging.getLogger("digest")
-    logger.setLevel(logging.INFO)
-    logger.addHandler(log_handler())
-    config = server_config(create_app(settings), settings.web, host=host, port=port)
+    app = create_app(settings, ctx=ctx)
+    config = server_config(app, settings.web, host=host, port=port, log_config=None)
     uvicorn.Server(config).run()
 
 
@@ -88,6 +98,16 @@ async def healthz(request: Request) -> Response:
     if not current:
         return JSONResponse({"status": "error", "database": "needs migration"}, status_code=503)
     return JSONResponse({"status": "ok"})
+
+
+async def metrics_page(request: Request) -> Response:
+    """Prometheus text format: papers fetched, fetch failures, deliveries, send time, queue depth.
+
+    Counts nothing a reader could learn from: no address, no profile. Behind a public proxy,
+    keep /metrics to the monitoring network (docs/operations.md shows how).
+    """
+    body = await run_in_threadpool(metrics.exposition)
+    return Response(body, media_type=metrics.CONTENT_TYPE)
 
 
 _TITLES = {

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import resource
 import sys
 from typing import IO, Any
@@ -21,6 +20,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from digest.config import WebSettings
+from digest.logs import MaskAddresses, TextFormatter
 
 log = logging.getLogger("digest.web")
 
@@ -111,31 +111,9 @@ def raise_open_files_limit(wanted: int = OPEN_FILES_WANTED) -> int:
     return soft
 
 
-_ADDRESS = re.compile(
-    r"([A-Za-z0-9!#$%&'*+/=?^_`{|}~-])[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]*@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)"
-)
-
-
-def mask_addresses(text: str) -> str:
-    """Mail addresses shortened to their first letter and domain (a***@example.org)."""
-    return _ADDRESS.sub(r"\1***@\2", text)
-
-
-class MaskAddresses(logging.Filter):
-    """Keeps readers' full addresses out of the log, tracebacks included."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = mask_addresses(record.getMessage()), None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = mask_addresses(record.exc_text)
-        return True
-
-
 def log_handler(stream: IO[str] | None = None) -> logging.Handler:
-    """Where `digest serve` writes the app's own log lines (uvicorn keeps its own handlers)."""
+    """A handler writing the app's log lines as `digest serve` does (for embedding and tests)."""
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(TextFormatter())
     handler.addFilter(MaskAddresses())
     return handler
