@@ -27,6 +27,7 @@ LAYERS = {
     "owners": 4,
     "logs": 4,
     "metrics": 4,
+    "text": 4,
 }
 # Each of these libraries is imported by one part only, so swapping it touches one place.
 HOMES = {
@@ -36,6 +37,8 @@ HOMES = {
     "alembic": "store",
     "aiosmtplib": "deliver",
     "prometheus_client": "metrics",
+    "pylatexenc": "text",
+    "ftfy": "sources",
 }
 
 
