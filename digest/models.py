@@ -5,6 +5,7 @@ They carry data only; the store turns rows into them, ranking and rendering cons
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
@@ -57,6 +58,66 @@ class Paper:
     upvotes: int | None = None
     sources: tuple[str, ...] = ()
     id: int | None = None
+
+
+def merge_papers(old: Paper, new: Paper) -> Paper:
+    """The better of two records of one paper, field by field (never empty over filled).
+
+    The one merging rule: a feed listing a paper twice, and a fetch meeting a stored paper.
+    """
+    return Paper(
+        key=old.key,
+        title=_better_title(old, new),
+        abstract=_longer(old.abstract, new.abstract),
+        authors=new.authors if len(new.authors) > len(old.authors) else old.authors,
+        url=_better_url(old.url, new.url),
+        pdf_url=old.pdf_url or new.pdf_url,
+        categories=_union(old.categories, new.categories),
+        published_at=_earliest(old.published_at, new.published_at),
+        first_seen_at=_earliest(old.first_seen_at, new.first_seen_at),
+        upvotes=_max_opt(old.upvotes, new.upvotes),
+        sources=_union(old.sources, new.sources),
+        id=old.id,
+    )
+
+
+def _better_title(old: Paper, new: Paper) -> str:
+    """Keep the stored title unless it is empty or the new one comes from arXiv itself.
+
+    Aggregators rewrite titles (LaTeX flattened, say); letting the last fetch win would flip a
+    paper's title with the order sources are fetched in.
+    """
+    if not old.title or (new.title and "arxiv.org/" in new.url and "arxiv.org/" not in old.url):
+        return new.title or old.title
+    return old.title
+
+
+def _longer(old: str, new: str) -> str:
+    return new if len(new.strip()) > len(old.strip()) else old
+
+
+def _better_url(old: str, new: str) -> str:
+    if not old:
+        return new
+    if new and "arxiv.org/abs/" in new and "arxiv.org/abs/" not in old:
+        return new
+    return old
+
+
+def _union(old: Iterable[str], new: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys([*old, *new]))
+
+
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None or b is None:
+        return a or b
+    return min(a, b)
+
+
+def _max_opt(a: int | None, b: int | None) -> int | None:
+    if a is None or b is None:
+        return a if b is None else b
+    return max(a, b)
 
 
 @dataclass(frozen=True, slots=True)

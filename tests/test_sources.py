@@ -220,7 +220,8 @@ def test_a_body_over_the_size_cap_is_not_read(feed_server):
         ("broken/garbage.bin", "image/png", "not a feed (not XML or JSON; image/png)"),
         ("broken/sitemap.xml", "application/xml", "not a feed"),
         ("broken/arxiv-api-error.atom", "application/atom+xml", "arXiv API refused the query"),
-        ("broken/cp1252-declared-utf8.rss", "application/rss+xml", "character encoding"),
+        ("broken/sjis-declared-utf8.rss", "application/rss+xml", "character encoding"),
+        ("broken/arxiv-listing-error.rss", "application/rss+xml", "Bad archive 'astroph'"),
         (
             "broken/garbled-encoding-name.rss",
             "application/rss+xml",

@@ -244,7 +244,7 @@ def test_paper_key_takes_the_first_candidate_that_has_an_id():
         ("garbage.bin", "not a feed"),
         ("sitemap.xml", "root element is <urlset>"),
         ("arxiv-api-error.atom", "arXiv API refused the query: incorrect id format"),
-        ("cp1252-declared-utf8.rss", "do not match its declared character encoding"),
+        ("sjis-declared-utf8.rss", "do not match its declared character encoding"),
     ],
 )
 def test_unusable_bodies_fail_with_a_one_line_reason(name, reason):
@@ -299,3 +299,10 @@ def test_a_kind_that_does_not_match_the_body_is_read_as_what_it_is_with_a_warnin
 
     assert parsed.kind == "hf-daily" and len(parsed.papers) == 2
     assert "configured as kind 'rss'" in parsed.warnings[0]
+
+
+def test_windows_1252_bytes_in_a_feed_declared_utf8_are_read_as_windows_1252():
+    parsed = read("broken/cp1252-declared-utf8.rss")
+
+    assert [p.title for p in parsed.papers] == ["Modèles de diffusion – café et théorie"]
+    assert "Windows-1252" in parsed.warnings[0]

@@ -8,9 +8,9 @@ and turn them into Paper records. The only importer of httpx and feedparser; no 
 from __future__ import annotations
 
 from .fetch import fetch_source, make_client, user_agent
+from .ids import paper_key
 from .parse import KINDS, detect_kind, parse_feed
 from .records import FetchResult, FetchState, FetchStatus, ParsedFeed, SourceError
-from .text import clean_text, paper_key
 
 __all__ = [
     "KINDS",
@@ -19,7 +19,6 @@ __all__ = [
     "FetchStatus",
     "ParsedFeed",
     "SourceError",
-    "clean_text",
     "detect_kind",
     "fetch_source",
     "make_client",

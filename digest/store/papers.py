@@ -13,7 +13,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
-from digest.models import Paper
+from digest.models import Paper, merge_papers
 from digest.store.engine import StoreError, transaction
 from digest.store.schema import AcronymRow, PaperRow, PaperSourceRow, UTCDateTime
 
@@ -82,24 +82,6 @@ def _dedupe(papers: Sequence[Paper]) -> list[Paper]:
     return list(by_key.values())
 
 
-def merge_papers(old: Paper, new: Paper) -> Paper:
-    """The better of two records of one paper, field by field (never empty over filled)."""
-    return Paper(
-        key=old.key,
-        title=_better_title(old, new),
-        abstract=_longer(old.abstract, new.abstract),
-        authors=new.authors if len(new.authors) > len(old.authors) else old.authors,
-        url=_better_url(old.url, new.url),
-        pdf_url=old.pdf_url or new.pdf_url,
-        categories=_union(old.categories, new.categories),
-        published_at=_earliest(old.published_at, new.published_at),
-        first_seen_at=_earliest(old.first_seen_at, new.first_seen_at),
-        upvotes=_max_opt(old.upvotes, new.upvotes),
-        sources=_union(old.sources, new.sources),
-        id=old.id,
-    )
-
-
 def _rows_by_key(session: Session, keys: list[str]) -> dict[str, PaperRow]:
     rows = session.scalars(select(PaperRow).where(PaperRow.key.in_(keys)))
     return {row.key: row for row in rows}
@@ -154,45 +136,6 @@ def _merge_into(row: PaperRow, paper: Paper, now: datetime) -> bool:
     if changed:
         row.updated_at = now
     return changed
-
-
-def _better_title(old: Paper, new: Paper) -> str:
-    """Keep the stored title unless it is empty or the new one comes from arXiv itself.
-
-    Aggregators rewrite titles (LaTeX flattened, say); letting the last fetch win would flip a
-    paper's title with the order sources are fetched in.
-    """
-    if not old.title or (new.title and "arxiv.org/" in new.url and "arxiv.org/" not in old.url):
-        return new.title or old.title
-    return old.title
-
-
-def _longer(old: str, new: str) -> str:
-    return new if len(new.strip()) > len(old.strip()) else old
-
-
-def _better_url(old: str, new: str) -> str:
-    if not old:
-        return new
-    if new and "arxiv.org/abs/" in new and "arxiv.org/abs/" not in old:
-        return new
-    return old
-
-
-def _union(old: Iterable[str], new: Iterable[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys([*old, *new]))
-
-
-def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
-    if a is None or b is None:
-        return a or b
-    return min(a, b)
-
-
-def _max_opt(a: int | None, b: int | None) -> int | None:
-    if a is None or b is None:
-        return a if b is None else b
-    return max(a, b)
 
 
 def row_to_paper(row: PaperRow, sources: Iterable[str]) -> Paper:
