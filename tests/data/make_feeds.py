@@ -60,7 +60,7 @@ def arxiv_day() -> str:
         number = (
             f"2411.{3000 + index:05d}"
             if announce in ("new", "cross")
-            else f"2410.{rng.randint(10000, 19999)}"
+            else f"2410.{10000 + index:05d}"
         )
         version = "v1" if announce in ("new", "cross") else f"v{rng.randint(2, 4)}"
         title, topic = TOPICS[index % len(TOPICS)]
