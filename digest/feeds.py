@@ -2,11 +2,11 @@
 
 The pipeline writes them as files and the web app serves them; neither does I/O here. Entry ids
 are tag: URIs built from the paper key, so a reader never sees the same paper twice across runs.
+Titles and abstracts show their LaTeX as Unicode ("$\\sqrt{T}$" as "√(T)").
 """
 
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +15,7 @@ from email.utils import format_datetime
 from urllib.parse import quote, urlsplit
 
 from digest.models import Paper
+from digest.text import html_text, paper_text, xml_text
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 DC_NS = "http://purl.org/dc/elements/1.1/"
@@ -25,9 +26,6 @@ TAG_DATE = "2024"
 # Prefixes readers expect in RSS; registering them is global but these two are universal.
 ET.register_namespace("atom", ATOM_NS)
 ET.register_namespace("dc", DC_NS)
-
-# XML 1.0 forbids most C0 controls even escaped; feeds scraped from PDFs do contain them.
-_NOT_XML_CHAR = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 @dataclass(frozen=True)
@@ -77,24 +75,24 @@ def _atom_entry(item: FeedEntry, site_url: str) -> ET.Element:
     paper = item.paper
     entry = ET.Element("entry")
     _text(entry, "id", entry_id(paper.key, site_url=site_url))
-    _text(entry, "title", paper.title or paper.key)
+    _text(entry, "title", paper_text(paper.title) or paper.key)
     _text(entry, "updated", _rfc3339(item.updated))
     if paper.published_at is not None:
         _text(entry, "published", _rfc3339(paper.published_at))
     ET.SubElement(
-        entry, "link", rel="alternate", type="text/html", href=_clean(paper.url or site_url)
+        entry, "link", rel="alternate", type="text/html", href=xml_text(paper.url or site_url)
     )
     if paper.pdf_url:
         ET.SubElement(
-            entry, "link", rel="related", type="application/pdf", href=_clean(paper.pdf_url)
+            entry, "link", rel="related", type="application/pdf", href=xml_text(paper.pdf_url)
         )
     for name in paper.authors:
         author = ET.SubElement(entry, "author")
         _text(author, "name", name)
     for category in paper.categories:
-        ET.SubElement(entry, "category", term=_clean(category))
+        ET.SubElement(entry, "category", term=xml_text(category))
     if paper.abstract:
-        summary = _text(entry, "summary", paper.abstract)
+        summary = _text(entry, "summary", paper_text(paper.abstract))
         summary.set("type", "text")
     content = _text(entry, "content", _content_html(item))
     content.set("type", "html")
@@ -130,7 +128,7 @@ def rss_feed(
 def _rss_item(item: FeedEntry, site_url: str) -> ET.Element:
     paper = item.paper
     element = ET.Element("item")
-    _text(element, "title", paper.title or paper.key)
+    _text(element, "title", paper_text(paper.title) or paper.key)
     _text(element, "link", paper.url or site_url)
     guid = _text(element, "guid", entry_id(paper.key, site_url=site_url))
     guid.set("isPermaLink", "false")
@@ -149,39 +147,25 @@ def _content_html(item: FeedEntry) -> str:
     paper = item.paper
     parts: list[str] = []
     if item.matched:
-        parts.append(f"<p><strong>Matched:</strong> {_html(', '.join(item.matched))}</p>")
+        parts.append(f"<p><strong>Matched:</strong> {html_text(', '.join(item.matched))}</p>")
     if paper.authors:
-        parts.append(f"<p>{_html(', '.join(paper.authors))}</p>")
+        parts.append(f"<p>{html_text(', '.join(paper.authors))}</p>")
     if paper.abstract:
-        parts.append(f"<p>{_html(paper.abstract)}</p>")
+        parts.append(f"<p>{html_text(paper_text(paper.abstract))}</p>")
     links = []
     if paper.url:
-        links.append(f'<a href="{_html(paper.url)}">Abstract</a>')
+        links.append(f'<a href="{html_text(paper.url)}">Abstract</a>')
     if paper.pdf_url:
-        links.append(f'<a href="{_html(paper.pdf_url)}">PDF</a>')
+        links.append(f'<a href="{html_text(paper.pdf_url)}">PDF</a>')
     if links:
         parts.append(f"<p>{' · '.join(links)}</p>")
-    return "\n".join(parts) or _html(paper.title)
-
-
-def _html(value: str) -> str:
-    return (
-        _clean(value)
-        .replace("&", "&amp;")
-        .replace("<", "&lt;")
-        .replace(">", "&gt;")
-        .replace('"', "&quot;")
-    )
+    return "\n".join(parts) or html_text(paper_text(paper.title))
 
 
 def _text(parent: ET.Element, tag: str, value: str) -> ET.Element:
     child = ET.SubElement(parent, tag)
-    child.text = _clean(value)
+    child.text = xml_text(value)
     return child
-
-
-def _clean(value: str) -> str:
-    return _NOT_XML_CHAR.sub("", value)
 
 
 def _utc(value: datetime) -> datetime:

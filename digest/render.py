@@ -1,8 +1,9 @@
 """Pure rendering of emails: digest data in, subject + HTML + plain text out.
 
 The MJML layouts are compiled to HTML once (cached by content hash) and become Jinja2 templates with
-autoescaping on; each message then costs one Jinja fill. Feed text is untrusted: it is cleaned of control
-and bidi characters, collapsed to one line and shortened before it reaches any template.
+autoescaping on; each message then costs one Jinja fill. Feed text is untrusted: digest.text cleans it
+of control and bidi characters, collapses it to one line, shortens it and shows titles' and abstracts'
+LaTeX as Unicode before it reaches any template.
 """
 
 from __future__ import annotations
@@ -30,13 +31,13 @@ from digest.models import (
     SourceStatus,
     Subscriber,
 )
+from digest.text import URL_UNSAFE, display_short, display_text, paper_text, shorten
 
 __all__ = [
     "HTML_SIZE_LIMIT",
     "TEMPLATE_NAMES",
     "EmailRenderer",
     "TemplateError",
-    "clean_text",
     "compile_mjml",
 ]
 
@@ -50,10 +51,6 @@ SUBJECT_LIMIT = 100
 TEXT_WIDTH = 72
 MAX_AUTHORS = 4
 
-# Bidi embeddings/overrides/isolates and marks can reorder what a reader sees; remove them outright.
-_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_SPACE = re.compile(r"\s+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\"'])")
 
 
@@ -69,35 +66,7 @@ class TemplateError(Exception):
 # --- cleaning untrusted text -------------------------------------------------------------------
 
 
-def clean_text(value: object, limit: int | None = None) -> str:
-    """One line of inert text: no controls or bidi marks, whitespace collapsed, cut at `limit` chars."""
-    text = "" if value is None else str(value)
-    text = _BIDI.sub("", text)
-    text = _CONTROL.sub(" ", text)
-    text = _SPACE.sub(" ", text).strip()
-    if limit is not None and len(text) > limit:
-        text = _shorten(text, limit)
-    return text
-
-
-@lru_cache(maxsize=65536)
-def clean_short(value: str, limit: int) -> str:
-    """`clean_text` for short strings that recur across subscribers (matched terms, author names)."""
-    return clean_text(value, limit)
-
-
-def _shorten(text: str, limit: int) -> str:
-    """Cut at a word boundary near `limit` and add an ellipsis."""
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    space = cut.rfind(" ")
-    if space > limit // 2:
-        cut = cut[:space]
-    return cut.rstrip(" ,;:-") + "…"
-
-
-_URL_BAD = re.compile("[\\s\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+_URL_BAD = re.compile(f"[{URL_UNSAFE}]")
 _URL_START = re.compile(r"(?i)https?://[^/?#@\s\\]")
 
 
@@ -113,13 +82,13 @@ def safe_link(value: object) -> str:
     """An http(s) URL or a mailto: address for the footer; anything else becomes empty."""
     url = "" if value is None else str(value).strip()
     if url.lower().startswith("mailto:"):
-        return "" if _CONTROL.search(url) or " " in url or len(url) > 500 else url
+        return "" if _URL_BAD.search(url) or len(url) > 500 else url
     return safe_url(url)
 
 
 def snippet(abstract: str, limit: int = SNIPPET_LIMIT) -> str:
     """The first two or three sentences of an abstract, within `limit` characters."""
-    text = clean_text(abstract)
+    text = display_text(abstract)
     if len(text) <= limit:
         sentences = _SENTENCE_END.split(text)
         return " ".join(sentences[:3]) if len(sentences) > 3 else text
@@ -132,18 +101,18 @@ def snippet(abstract: str, limit: int = SNIPPET_LIMIT) -> str:
         chosen.append(sentence)
         size += len(sentence) + 1
     result = " ".join(chosen)
-    return _shorten(result, limit) if len(result) > limit else result
+    return shorten(result, limit) if len(result) > limit else result
 
 
 def byline(paper: Paper) -> str:
     """Authors (shortened past a few), categories and upvotes on one line."""
-    authors = [a for a in (clean_text(a, 80) for a in paper.authors) if a]
+    authors = [a for a in (display_text(a, 80) for a in paper.authors) if a]
     if len(authors) > MAX_AUTHORS:
         names = ", ".join(authors[:3]) + f" and {len(authors) - 3} others"
     else:
         names = ", ".join(authors)
     parts = [names] if names else []
-    categories = [c for c in (clean_text(c, 30) for c in paper.categories[:4]) if c]
+    categories = [c for c in (display_text(c, 30) for c in paper.categories[:4]) if c]
     if categories:
         parts.append(", ".join(categories))
     if paper.upvotes:
@@ -169,11 +138,11 @@ def _paper_view(paper: Paper) -> PaperView:
     # A day's papers are shared by thousands of subscribers: clean each one once.
     pdf = safe_url(paper.pdf_url)
     return PaperView(
-        title=clean_text(paper.title, TITLE_LIMIT) or "(untitled)",
+        title=paper_text(paper.title, TITLE_LIMIT) or "(untitled)",
         url=safe_url(paper.url) or pdf,
         pdf_url=pdf,
         byline=byline(paper),
-        snippet=snippet(paper.abstract),
+        snippet=snippet(paper_text(paper.abstract)),
         upvotes=paper.upvotes if paper.upvotes and paper.upvotes > 0 else None,
     )
 
@@ -188,7 +157,7 @@ def paper_view(match: Match) -> PaperView:
 @lru_cache(maxsize=16384)
 def _with_terms(paper: Paper, matched: tuple[str, ...]) -> PaperView:
     view = _paper_view(paper)
-    terms = tuple(t for t in (clean_short(t, 60) for t in matched[:8]) if t)
+    terms = tuple(t for t in (display_short(t, 60) for t in matched[:8]) if t)
     return PaperView(
         view.title, view.url, view.pdf_url, view.byline, view.snippet, view.upvotes, terms
     )
@@ -531,8 +500,8 @@ class EmailRenderer:
         )
         self.site = site
         self.email = email
-        self._site_title = clean_text(site.title, 80) or "Paper Digest"
-        self._postal = clean_text(email.postal_address, 300)
+        self._site_title = display_text(site.title, 80) or "Paper Digest"
+        self._postal = display_text(email.postal_address, 300)
         self._html_env = jinja2.Environment(
             autoescape=True, undefined=jinja2.StrictUndefined, auto_reload=False
         )
@@ -686,9 +655,9 @@ class EmailRenderer:
         else:
             headline = "No new papers matched your profile today"
             prefix = f"No new papers matched on {short}"
-        subject = prefix + _shorten(top, max(30, SUBJECT_LIMIT - len(prefix))) if top else prefix
+        subject = prefix + shorten(top, max(30, SUBJECT_LIMIT - len(prefix))) if top else prefix
         notes = [
-            f"{clean_text(s.name, 60)} could not be reached when this digest was put together, "
+            f"{display_text(s.name, 60)} could not be reached when this digest was put together, "
             "so some of its papers may be missing here."
             for s in digest.failed_sources
             if not s.ok
@@ -700,7 +669,7 @@ class EmailRenderer:
             )
         preview_titles = [p.title for p in papers[1:4]]
         preview = (
-            _shorten("Also: " + " · ".join(preview_titles), 150)
+            shorten("Also: " + " · ".join(preview_titles), 150)
             if preview_titles
             else (papers[0].snippet[:150] if papers else headline)
         )
@@ -717,8 +686,8 @@ class EmailRenderer:
             "source_notes": notes,
             "papers": papers,
             "trending": [paper_view(m) for m in trending],
-            "email": clean_text(digest.subscriber.email, 254),
-            "keywords": clean_text(digest.subscriber.keywords, 300),
+            "email": display_text(digest.subscriber.email, 254),
+            "keywords": display_text(digest.subscriber.keywords, 300),
             "footer_links": _footer_links(digest.links),
             "postal_address": self._postal,
         }
@@ -732,7 +701,7 @@ class EmailRenderer:
         subject = f"Confirm your subscription to {self._site_title}"
         profile = schedule = ""
         if subscriber is not None:
-            profile = clean_text(subscriber.keywords, 500)
+            profile = display_text(subscriber.keywords, 500)
             every = "Every day" if subscriber.frequency == "daily" else "Once a week"
             schedule = (
                 f"{every} at {subscriber.send_hour:02d}:00 ({subscriber.timezone}), "
@@ -763,7 +732,7 @@ class EmailRenderer:
         context = {
             "subject": subject,
             "site_title": self._site_title,
-            "email": clean_text(email, 254),
+            "email": display_text(email, 254),
             "postal_address": self._postal,
             **links,
         }

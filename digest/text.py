@@ -26,6 +26,7 @@ __all__ = [
     "header_text",
     "html_text",
     "identifier",
+    "paper_text",
     "readable_latex",
     "shorten",
     "stored_text",
@@ -191,6 +192,12 @@ def display_text(value: object, limit: int | None = None) -> str:
 def display_short(value: str, limit: int) -> str:
     """`display_text` for short strings that recur across readers (matched terms, author names)."""
     return display_text(value, limit)
+
+
+def paper_text(value: object, limit: int | None = None) -> str:
+    """A paper's title or abstract as readers see it (email, feeds, pages): LaTeX as Unicode,
+    then `display_text`. Ranking reads the stored words, never this."""
+    return display_text(readable_latex(stored_text(value)), limit)
 
 
 def header_text(value: object) -> str:

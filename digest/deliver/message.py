@@ -19,6 +19,7 @@ from pathlib import Path
 
 from digest.config import EmailSettings, SiteSettings
 from digest.models import RenderedEmail
+from digest.text import URL_UNSAFE, header_text
 
 __all__ = ["DkimError", "DkimSigner", "MessageError", "OutgoingMessage", "build_message"]
 
@@ -38,13 +39,9 @@ SIGNED_HEADERS = (
     b"content-type",
 )
 
-_UNSAFE = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]"
-)
-_SPACE = re.compile(r"\s+")
 _QP_ESCAPE = re.compile(rb"[=\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\xff]")
 _QP_HEX = [b"=%02X" % i for i in range(256)]
-_URL_UNSAFE = re.compile(r"[\s<>\"\x00-\x1f\x7f-\x9f,]")
+_URL_UNSAFE = re.compile(f"[{URL_UNSAFE},]")
 _SPECIALS = re.compile(r"[()<>\[\]:;@\\,.\"]")
 _ADDRESS = re.compile(r"^[^\s@<>()\[\]\\,;:\"]+@[A-Za-z0-9.-]+$")
 
@@ -67,12 +64,6 @@ class OutgoingMessage:
 
 
 # --- header values -------------------------------------------------------------------------------
-
-
-def header_text(value: object) -> str:
-    """A header value made inert: controls, CR, LF and bidi marks removed, whitespace collapsed."""
-    text = _UNSAFE.sub(" ", "" if value is None else str(value))
-    return _SPACE.sub(" ", text).strip()
 
 
 def encode_words(text: str, used: int = 0) -> str:

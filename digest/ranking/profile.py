@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import NoReturn
 
+from digest import text as text_rules
 from digest.ranking.text import STOPWORDS, words
 
 MAX_TERMS = 30
@@ -22,8 +23,6 @@ MAX_WEIGHT = 10.0
 FIELDS = ("author", "cat", "title", "abstract")
 
 _FIELD = re.compile(r"([A-Za-z]+):")
-# what no one types (tab and line ends are fine); PostgreSQL cannot even store a NUL
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _WEIGHT = re.compile(r"\^\s*([0-9]*\.?[0-9]+)\s*$")
 
 
@@ -124,9 +123,9 @@ def _refuse_control(text: str, at: int) -> NoReturn:
 def parse_term(segment: str, offset: int = 0, text: str | None = None) -> Term | None:
     """Parse one comma-separated segment; None when it is blank. Raises ProfileError."""
     full = segment if text is None else text
-    control = _CONTROL.search(segment)
-    if control:
-        _refuse_control(full, offset + control.start())
+    control = text_rules.first_untypable(segment)
+    if control is not None:
+        _refuse_control(full, offset + control)
     body = segment.strip()
     if not body:
         return None
@@ -221,9 +220,9 @@ def parse_profile(text: str) -> Query:
         raise ProfileError(
             f"the profile is {len(text)} characters long; at most {MAX_PROFILE_CHARS}", None
         )
-    control = _CONTROL.search(text)
-    if control:  # before splitting: the splitter uses NUL itself
-        _refuse_control(text, control.start())
+    control = text_rules.first_untypable(text)
+    if control is not None:  # before splitting: the splitter uses NUL itself
+        _refuse_control(text, control)
     terms: list[Term] = []
     for offset, segment in _segments(text):
         if not segment.strip():

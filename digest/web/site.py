@@ -10,6 +10,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from digest import text
 from digest.config import resource_dir
 from digest.pipeline import Context
 from digest.web.clients import IPNetwork, client_address, network_of
@@ -34,6 +35,8 @@ def make_environment(directory: Path) -> Environment:
         lstrip_blocks=True,
     )
     env.globals.update(frequencies=FREQUENCIES, timezones=timezones, csrf_field=CSRF_FIELD)
+    # Feed text in a page: `paper_text` for titles (LaTeX as Unicode), `shown` for the rest.
+    env.filters.update(paper_text=text.paper_text, shown=text.display_text)
     return env
 
 
