@@ -58,6 +58,8 @@ class Paper:
     upvotes: int | None = None
     sources: tuple[str, ...] = ()
     id: int | None = None
+    affiliations: tuple[str, ...] = ()
+    """One per author ("" where the feed named none), or empty when the feed named none at all."""
 
 
 def merge_papers(old: Paper, new: Paper) -> Paper:
@@ -65,11 +67,13 @@ def merge_papers(old: Paper, new: Paper) -> Paper:
 
     The one merging rule: a feed listing a paper twice, and a fetch meeting a stored paper.
     """
+    authors = new if len(new.authors) > len(old.authors) else old
     return Paper(
         key=old.key,
         title=_better_title(old, new),
         abstract=_longer(old.abstract, new.abstract),
-        authors=new.authors if len(new.authors) > len(old.authors) else old.authors,
+        authors=authors.authors,
+        affiliations=authors.affiliations or _same_people(authors, old, new),
         url=_better_url(old.url, new.url),
         pdf_url=old.pdf_url or new.pdf_url,
         categories=_union(old.categories, new.categories),
@@ -79,6 +83,12 @@ def merge_papers(old: Paper, new: Paper) -> Paper:
         sources=_union(old.sources, new.sources),
         id=old.id,
     )
+
+
+def _same_people(chosen: Paper, old: Paper, new: Paper) -> tuple[str, ...]:
+    """The other record's affiliations, when it lists the very same authors."""
+    other = new if chosen is old else old
+    return other.affiliations if other.authors == chosen.authors else ()
 
 
 def _better_title(old: Paper, new: Paper) -> str:

@@ -60,6 +60,20 @@ def test_a_whole_arxiv_day_keeps_every_author_whole_and_in_order(feed_server, st
         "Jon Ek",
         "Sara Lind",
     )
+    assert affiliated.affiliations[:3] == (
+        "University of Birmingham, School of Physics and Astronomy, Birmingham, United Kingdom",
+        "University of Birmingham, School of Physics and Astronomy, Birmingham, United Kingdom",
+        "Andrew and Peggy Cherng Department of Medical Engineering, California Institute of "
+        "Technology, Pasadena, USA",
+    )
+    assert affiliated.affiliations[3:] == (
+        "Tsinghua University, Beijing, China",
+        "Zhejiang University, Hangzhou, China",
+        "",  # Mariam Haddad: none given
+        "KTH Royal Institute of Technology, Stockholm, Sweden",
+        "",
+    )
+    assert papers["2411.03000"].affiliations == ()  # no affiliation named: none stored
     assert not any(
         "(" in name or "University" in name or "Department" in name
         for paper in papers.values()

@@ -30,7 +30,7 @@ from .authors import Author, one_author, split_author_line
 from .fields import (
     abstract_text,
     add_paper,
-    author_names,
+    authors_and_affiliations,
     categories,
     int_or_none,
     one_line,
@@ -242,11 +242,13 @@ def _entry_to_paper(entry: Any, kind: str, source_name: str) -> tuple[str | None
     else:
         url = web_url(link) or next((u for u in map(web_url, links) if u), "")
         pdf_url = _pdf_link(entry.get("links", ()))
+    authors, affiliations = authors_and_affiliations(_authors(entry, kind))
     return announce, Paper(
         key=key,
         title=title,
         abstract=abstract,
-        authors=author_names(_authors(entry, kind)),
+        authors=authors,
+        affiliations=affiliations,
         url=url,
         pdf_url=pdf_url,
         categories=_categories(entry),

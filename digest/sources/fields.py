@@ -21,6 +21,7 @@ ABSTRACT_MAX_CHARS = 10_000
 """arXiv allows 1,920 characters; journals' abstracts run longer, but not 5 MB."""
 URL_MAX_CHARS = 2_000
 """Browsers and mail clients stop following links past about this; a longer one is dropped."""
+AFFILIATION_MAX_CHARS = 300
 CATEGORY_MAX_CHARS = 100
 CATEGORIES_MAX = 50
 
@@ -49,16 +50,22 @@ def web_url(value: str | None) -> str:
     return url
 
 
-def author_names(authors: Iterable[Author]) -> tuple[str, ...]:
-    """The names in order, same-name co-authors kept (two people may share a name), capped."""
+def authors_and_affiliations(
+    authors: Iterable[Author],
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The names in order, same-name co-authors kept (two people may share a name), capped;
+    and their affiliations, one per name, or none when the feed named no affiliation."""
     names: list[str] = []
+    affiliations: list[str] = []
     for author in authors:
         name = repaired(author.name)
-        if name:
-            names.append(name)
+        if not name:
+            continue
+        names.append(name)
+        affiliations.append(text.stored_text(repaired(author.affiliation), AFFILIATION_MAX_CHARS))
         if len(names) == AUTHORS_MAX:
             break
-    return tuple(names)
+    return tuple(names), (tuple(affiliations) if any(affiliations) else ())
 
 
 def categories(terms: Iterable[str]) -> tuple[str, ...]:

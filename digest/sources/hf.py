@@ -16,7 +16,7 @@ from .authors import one_author
 from .fields import (
     abstract_text,
     add_paper,
-    author_names,
+    authors_and_affiliations,
     int_or_none,
     iso_time,
     one_line,
@@ -72,17 +72,22 @@ def _paper(item: Mapping[str, Any], source_name: str) -> Paper | None:
     key = arxiv_id or f"https://huggingface.co/papers/{raw_id}"
     raw_authors = paper.get("authors")
     # Anything but a list (null, a number, an object) means no authors, not a failed source.
-    authors = (
-        one_author(_string(a.get("name")))
-        for a in (raw_authors if isinstance(raw_authors, list) else ())
-        if isinstance(a, dict) and a.get("name")
+    authors, affiliations = authors_and_affiliations(
+        author
+        for author in (
+            one_author(_string(a.get("name")))
+            for a in (raw_authors if isinstance(raw_authors, list) else ())
+            if isinstance(a, dict)
+        )
+        if author is not None
     )
     summary = _string(paper.get("summary") or item.get("summary"))
     return Paper(
         key=key,
         title=title,
         abstract=abstract_text(text.from_plain(summary)),
-        authors=author_names(a for a in authors if a is not None),
+        authors=authors,
+        affiliations=affiliations,
         url=arxiv_abs_url(arxiv_id) if arxiv_id else key,
         pdf_url=arxiv_pdf_url(arxiv_id) if arxiv_id else None,
         categories=(),

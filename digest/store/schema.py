@@ -92,6 +92,8 @@ class PaperRow(Base):
     title: Mapped[str] = mapped_column(Text)
     abstract: Mapped[str] = mapped_column(Text, default="")
     authors: Mapped[list[str]] = mapped_column(JSON, default=list)
+    affiliations: Mapped[list[str] | None] = mapped_column(JSON, default=list)
+    """One per author ("" where the feed named none); empty when the feed named none at all."""
     url: Mapped[str] = mapped_column(Text, default="")
     pdf_url: Mapped[str | None] = mapped_column(Text)
     categories: Mapped[list[str]] = mapped_column(JSON, default=list)
