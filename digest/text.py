@@ -55,6 +55,7 @@ _NOT_XML = re.compile(f"[{NOT_XML}]")
 _BIDI = re.compile(f"[{BIDI}]")
 _UNTYPABLE = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f{UNENCODABLE}]")
 _SPACE = re.compile(r"\s+")
+_ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 
 
 # --- stored text ---------------------------------------------------------------------------------
@@ -82,7 +83,8 @@ def from_plain(value: object, limit: int | None = None) -> str:
     """
     text = "" if value is None else str(value)
     if "&" in text:
-        text = html.unescape(text)
+        # Only complete references: html.unescape alone would read "&notation" as "¬ation".
+        text = _ENTITY.sub(lambda m: html.unescape(m.group(0)), text)
     return stored_text(text, limit)
 
 

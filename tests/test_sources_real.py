@@ -112,6 +112,17 @@ def test_a_mistyped_arxiv_category_is_a_failed_source_with_arxivs_reason(feed_se
     assert "Bad archive 'astroph'. Valid archive names are: astro-ph" in result.error
 
 
+def test_the_atom_listing_of_a_mistyped_category_fails_the_same_way(feed_server):
+    url = feed_server.feed(
+        "/atom/cs.LGG", "broken/arxiv-listing-error.atom", content_type="application/atom+xml"
+    )
+
+    result = fetch(url, name="arxiv-cs.LGG")
+
+    assert result.status == "failed"
+    assert result.error is not None and "Bad category 'cs.LGG'" in result.error
+
+
 def test_a_hugging_face_summary_is_plain_text(feed_server, stored):
     url = feed_server.feed("/api/daily_papers", "hf-day.json", content_type="application/json")
 

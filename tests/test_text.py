@@ -78,6 +78,7 @@ def test_plain_text_decodes_entities_and_keeps_what_looks_like_tags():
         "The model emits <swi> to enter latent mode"
     )
     assert text.from_plain("emits <think> first") == "emits <think> first"
+    assert text.from_plain("P&L &notation &amp R&D") == "P&L &notation &amp R&D"
     assert text.from_html("<p>emits &lt;think&gt; <b>first</b></p>") == "emits <think> first"
 
 

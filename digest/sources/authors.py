@@ -26,8 +26,8 @@ class Author:
     affiliation: str = ""
 
 
-# "N.", "J.-P.", "A. B.", "Ch.": what the "Last, I." style puts after the comma.
-_INITIALS = re.compile(r"(?:[^\W\d_][a-z]?\.[\s-]*)+")
+# "N.", "J.-P.", "A. B.", "Ch.", or a lone capital: what the "Last, I." style puts after a comma.
+_INITIALS = re.compile(r"(?:[^\W\d_][a-z]?\.[\s-]*)+|[A-Z]")
 _AND = re.compile(r"\s+and\s+|\s*&\s*|\s*;\s*", re.I)
 
 
@@ -84,6 +84,9 @@ def _top_level_split(line: str) -> list[str]:
                     continue
         i += 1
     parts.append(line[start:])
+    if depth and "(" in line:
+        # an unclosed parenthesis would swallow every later name: read it without them
+        return _top_level_split(line.replace("(", " ").replace(")", " ").replace("[", " "))
     return [part.strip() for part in parts if part.strip()]
 
 

@@ -28,6 +28,7 @@ from digest.models import Paper
 from . import arxiv
 from .authors import Author, one_author, split_author_line
 from .fields import (
+    TITLE_MAX_CHARS,
     abstract_text,
     add_paper,
     authors_and_affiliations,
@@ -67,7 +68,7 @@ def read_feed(
         problem = None
     elif isinstance(problem, feedparser.NonXMLContentType):
         problem = None
-    if kind == "arxiv":
+    if kind == "arxiv" or "arxiv.org" in str(parsed.feed.get("link") or ""):
         arxiv.raise_listing_error(parsed.feed)
     if not entries:
         if problem is not None:
@@ -79,7 +80,7 @@ def read_feed(
     if kind == "arxiv-api":
         arxiv.raise_api_error(entries)
     papers, skipped = _papers(entries, kind, source_name, settings, warnings)
-    title = text.from_plain(parsed.feed.get("title")) if parsed.feed else ""
+    title = text.from_plain(parsed.feed.get("title"), TITLE_MAX_CHARS) if parsed.feed else ""
     return ParsedFeed(papers=papers, kind=kind, warnings=warnings, skipped=skipped, title=title)
 
 
