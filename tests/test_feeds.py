@@ -13,6 +13,8 @@ from pathlib import Path
 
 import feedparser
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from digest.config import SAMPLE_FEED
 from digest.feeds import FeedEntry, atom_feed, entry_id, rss_feed
@@ -214,3 +216,29 @@ def test_an_independent_node_parser_reads_the_same_feeds(tmp_path: Path) -> None
     assert atom["items"][0]["published"] == "2026-03-01T18:00:00.000Z"
     assert rss["items"][0]["published"] == "2026-03-02T07:30:00.000Z"
     assert atom["items"][0]["authors"] == ["Ada <Lovelace>", "O'Brien & Sons"]
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    title=st.text(alphabet=st.characters(codec=None), max_size=80),
+    abstract=st.text(alphabet=st.characters(codec=None), max_size=200),
+    author=st.text(alphabet=st.characters(codec=None), max_size=40),
+    category=st.text(alphabet=st.characters(codec=None), max_size=20),
+    url_tail=st.text(alphabet=st.characters(codec=None), max_size=20),
+)
+def test_any_text_a_feed_brought_gives_feeds_that_parse(
+    title, abstract, author, category, url_tail
+):
+    paper = Paper(
+        key="k" + url_tail,
+        title=title,
+        abstract=abstract,
+        authors=(author,),
+        url="https://example.org/" + url_tail,
+        categories=(category,),
+    )
+    entry = FeedEntry(paper, date(2026, 3, 2), NOW, (author,))
+
+    for document in (build_atom([entry]), build_rss([entry])):
+        ET.fromstring(document)  # well-formed XML whatever the paper held
+        assert len(feedparser.parse(document).entries) == 1

@@ -13,6 +13,8 @@ from email.utils import parsedate_to_datetime
 
 import dkim
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from digest.deliver.message import (
     DkimError,
@@ -286,3 +288,19 @@ def test_spamassassin_scores_a_typical_digest_well_under_two(
     ).stdout.decode()
     score = float(re.search(r"Content analysis details:\s+\((-?[\d.]+) points", report).group(1))
     assert score < 2.0, report
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(subject=st.text(alphabet=st.characters(codec=None), max_size=300))
+def test_any_subject_a_feed_could_cause_is_one_header_on_the_wire(subject, email_settings, site):
+    rendered = RenderedEmail(subject=subject, html="<p>hi</p>", text="hi")
+
+    data = build(rendered, email_settings, site).data
+
+    assert_wire_safe(data)
+    parsed = email.message_from_bytes(data, policy=email.policy.default)
+    assert parsed["To"] == "ada@example.org"
+    assert len(parsed.get_all("Subject") or []) == 1
+    assert not [line for line in raw_headers(data) if line.lower().startswith(b"bcc")]

@@ -8,6 +8,8 @@ from html import unescape
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from digest.config import EmailSettings, SiteSettings, resource_dir
 from digest.models import Match, Paper
@@ -269,3 +271,26 @@ def test_matches_with_no_terms_still_render(renderer, papers):
 
 def test_builtin_template_folder_exists():
     assert Path(BUILTIN, "digest.mjml").is_file()
+
+
+UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    title=st.text(alphabet=st.characters(codec=None), max_size=120),
+    abstract=st.text(alphabet=st.characters(codec=None), max_size=300),
+    author=st.text(alphabet=st.characters(codec=None), max_size=40),
+)
+def test_any_text_a_feed_brought_renders_to_inert_mail(renderer, papers, title, abstract, author):
+    paper = replace(papers[0], title=title, abstract=abstract, authors=(author,))
+
+    rendered = renderer.digest(make_digest([paper, *papers[1:]], count=3))
+
+    for part in (rendered.subject, rendered.html, rendered.text):
+        part.encode("utf-8")
+        assert not UNSAFE.search(part)
+    assert "\n" not in rendered.subject and "\r" not in rendered.subject
+    assert "<script" not in rendered.html.lower()
