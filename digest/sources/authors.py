@@ -28,6 +28,7 @@ class Author:
 
 # "N.", "J.-P.", "A. B.", "Ch.", or a lone capital: what the "Last, I." style puts after a comma.
 _INITIALS = re.compile(r"(?:[^\W\d_][a-z]?\.[\s-]*)+|[A-Z]")
+_SEPARATOR = re.compile(r"\s*,\s*|\s+and\s+|\s*&\s*|\s*;\s*", re.I)
 _AND = re.compile(r"\s+and\s+|\s*&\s*|\s*;\s*", re.I)
 
 
@@ -62,6 +63,8 @@ def author_name(value: str | None) -> str:
 
 def _top_level_split(line: str) -> list[str]:
     """Split on commas, ";", "&" and " and ", but never inside parentheses or brackets."""
+    if "(" not in line and "[" not in line:  # most lines: one regex split
+        return [part for part in _SEPARATOR.split(line) if part.strip()]
     parts: list[str] = []
     depth = 0
     start = 0
