@@ -16,9 +16,13 @@ from pylatexenc.latex2text import LatexNodes2Text
 
 __all__ = [
     "BIDI",
+    "C0",
     "CONTROLS",
+    "LINE_BREAKS",
     "NOT_XML",
+    "UNENCODABLE",
     "URL_UNSAFE",
+    "display_short",
     "display_text",
     "first_untypable",
     "from_html",
@@ -35,25 +39,26 @@ __all__ = [
 
 # --- the character classes (contents of a regex [...]) -------------------------------------------
 
-CONTROLS = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
-"""C0 controls but tab, LF and CR; DEL and the C1 controls (cp1252 bytes read as Latin-1 land here)."""
+C0 = "\x00-\x08\x0b\x0c\x0e-\x1f"
+"""The C0 controls but tab, LF and CR: no one types them, XML forbids them, PostgreSQL no NUL."""
+CONTROLS = C0 + "\x7f-\x9f"
+"""C0, DEL and the C1 controls (where cp1252 bytes read as Latin-1 land)."""
 LINE_BREAKS = "\t\n\r\u2028\u2029"
 """What ends a line somewhere: a header, a log line, a JavaScript string (U+2028/2029)."""
 BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff"
 """Bidi marks, embeddings, overrides and isolates, and the BOM: they can reorder what a reader sees."""
 UNENCODABLE = "\ud800-\udfff\ufffe\uffff"
 """Lone surrogates (half an emoji cut by a server) no UTF-8 codec takes; the two non-characters."""
-NOT_XML = "\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff"
+NOT_XML = C0 + UNENCODABLE
 """What XML 1.0 forbids even escaped (its Char production), so a document with it is not XML."""
 URL_UNSAFE = f'\\s<>"{CONTROLS}{BIDI}{UNENCODABLE}'
 """What never belongs in a URL we print or link: spaces, quotes, angle brackets, the invisible."""
 
 _UNSTORABLE = re.compile(f"[{CONTROLS}{LINE_BREAKS}{UNENCODABLE}]")
 _INVISIBLE = re.compile(f"[{CONTROLS}{LINE_BREAKS}{BIDI}{UNENCODABLE}]")
-_UNSAFE_IN_ID = re.compile(f"[{CONTROLS}{LINE_BREAKS}{UNENCODABLE}]")
 _NOT_XML = re.compile(f"[{NOT_XML}]")
 _BIDI = re.compile(f"[{BIDI}]")
-_UNTYPABLE = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f{UNENCODABLE}]")
+_UNTYPABLE = re.compile(f"[{C0}\x7f{UNENCODABLE}]")
 _SPACE = re.compile(r"\s+")
 _ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 
@@ -72,7 +77,7 @@ def stored_text(value: object, limit: int | None = None) -> str:
 def identifier(value: object) -> str:
     """An id or link as stored: invisible characters removed outright (a space would change it)."""
     text = "" if value is None else str(value)
-    return _UNSAFE_IN_ID.sub("", text).strip()
+    return _UNSTORABLE.sub("", text).strip()
 
 
 def from_plain(value: object, limit: int | None = None) -> str:
