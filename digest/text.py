@@ -242,7 +242,12 @@ def html_text(value: object) -> str:
 
 # --- LaTeX ---------------------------------------------------------------------------------------
 
-_LATEX_HINT = re.compile(r"\$[^$]+\$|\\[A-Za-z`'^\"~=.{]")
+# A math span: "$" then no space, up to a "$" after no space and before no digit, so that
+# "costs $5 and $10" is money, not math.
+_MATH = re.compile(r"(?<!\\)\$(?=[^\s$])[^$]*?(?<=[^\s\\])\$(?!\d)")
+_MACRO = re.compile(r"\\(?:[A-Za-z]+|[`'^\"~=.])")
+# What plain abstracts mean literally but LaTeX reads as markup: a percentage, "&", "~10%".
+_LITERAL = re.compile(r"(?<!\\)[%&~$]")
 LATEX_MAX_CHARS = 20_000
 """Past this, a field is shown as it is: pylatexenc's time grows with the input."""
 
@@ -250,15 +255,33 @@ LATEX_MAX_CHARS = 20_000
 def readable_latex(value: str) -> str:
     """LaTeX in a title or abstract as Unicode a reader can follow ("$\\sqrt{T}$" -> "√(T)");
     text without LaTeX, or LaTeX that cannot be read, comes back unchanged."""
-    if not value or len(value) > LATEX_MAX_CHARS or not _LATEX_HINT.search(value):
+    if not value or len(value) > LATEX_MAX_CHARS:
+        return value
+    if not _MACRO.search(value) and not _MATH.search(value):
         return value
     return _latex_to_text(value)
+
+
+def _escape_literals(value: str) -> str:
+    """Escape what the author meant literally, outside math spans (where "%" never occurs)."""
+    parts: list[str] = []
+    last = 0
+    for span in _MATH.finditer(value):
+        parts.append(_LITERAL.sub(_literal, value[last : span.start()]))
+        parts.append(span.group(0))
+        last = span.end()
+    parts.append(_LITERAL.sub(_literal, value[last:]))
+    return "".join(parts)
+
+
+def _literal(match: re.Match[str]) -> str:
+    return "\\textasciitilde{}" if match.group(0) == "~" else "\\" + match.group(0)
 
 
 @lru_cache(maxsize=8192)
 def _latex_to_text(value: str) -> str:
     try:
-        converted = _converter().latex_to_text(value)
+        converted = _converter().latex_to_text(_escape_literals(value))
     except (
         Exception
     ):  # pylatexenc raises many kinds on broken input; the raw text is still readable
@@ -268,5 +291,5 @@ def _latex_to_text(value: str) -> str:
 
 @lru_cache(maxsize=1)
 def _converter() -> LatexNodes2Text:
-    # keep_comments: "40% of" in an abstract is a percentage, not the start of a LaTeX comment.
+    # keep_comments: a "%" that reaches the parser unescaped still shows, not hides the rest.
     return LatexNodes2Text(math_mode="text", keep_comments=True, strict_latex_spaces=False)

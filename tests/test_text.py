@@ -176,6 +176,11 @@ def test_latex_becomes_unicode_and_plain_text_is_left_alone():
     )
     assert text.readable_latex(r"error below $\epsilon < 0.05$") == "error below ϵ < 0.05"
     assert text.readable_latex("40% of C++ users & more") == "40% of C++ users & more"
+    # what plain abstracts mean literally stays so around the math
+    assert text.readable_latex(r"5% better on $\mathcal{D}$, ~10% faster, A&B") == (
+        "5% better on 𝒟, ~10% faster, A&B"
+    )
+    assert text.readable_latex(r"costs $5 and $10 for \alpha") == "costs $5 and $10 for α"
     assert text.readable_latex("The model emits <swi> first") == "The model emits <swi> first"
 
 
