@@ -233,3 +233,14 @@ def test_entities_declared_after_a_long_prolog_are_still_refused(feed_server):
 
     assert result.status == "failed"
     assert result.error is not None and "declares XML entities" in result.error
+
+
+def test_the_apis_affiliations_join_the_authors_the_listing_brought(feed_server, stored):
+    listing = feed_server.feed("/rss/cs.LG", "arxiv-cs.LG.rss", content_type=RSS)
+    api = feed_server.feed("/api/query", "arxiv-api.atom", content_type="application/atom+xml")
+
+    stored(listing, name="arxiv-cs.LG")
+    paper = stored(api, name="arxiv-api")["2411.01234"]
+
+    assert paper.authors == ("Ana López", "Wei Zhang", "Priya Raman")
+    assert paper.affiliations == ("Universidad de Chile", "", "")

@@ -1,5 +1,6 @@
 """arXiv's own ways, on top of the RSS/Atom reader: the daily listing (announce types, the
-"Abstract:" description, one-line author lists, error feeds) and the API (its error entries).
+"Abstract:" description, one-line author lists, error feeds) and the API (its error entries,
+each author's affiliations).
 
 arXiv abstracts are plain text: "<think>" in one is three characters of the abstract, not a tag.
 """
@@ -9,12 +10,19 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
+from xml.etree.ElementTree import ParseError
+
+import defusedxml
+import defusedxml.ElementTree as SafeET
 
 from digest import text
 
+from .authors import Author, author_name
 from .records import SourceError
 
 ARXIV_NS = "http://arxiv.org/schemas/atom"
+_ATOM = "{http://www.w3.org/2005/Atom}"
+_ARXIV = "{" + ARXIV_NS + "}"
 
 _ANNOUNCE = re.compile(
     r"^\s*arXiv:\s*\S+\s+Announce Type:\s*(?P<type>[\w-]+)\s*(?:Abstract:\s*)?", re.I
@@ -52,3 +60,22 @@ def raise_api_error(entries: list[Any]) -> None:
         if "arxiv.org/api/errors" in (entry.get("id") or ""):
             reason = text.from_plain(entry.get("summary")) or "unknown error"
             raise SourceError(f"the arXiv API refused the query: {reason}")
+
+
+def api_authors(body: bytes) -> dict[str, list[Author]]:
+    """Each API entry's authors with their <arxiv:affiliation>s, by entry id (feedparser keeps
+    only the entry's last affiliation). Empty when the body is not well-formed XML."""
+    try:
+        root = SafeET.fromstring(body)
+    except (ParseError, defusedxml.DefusedXmlException, ValueError):
+        return {}
+    found: dict[str, list[Author]] = {}
+    for entry in root.iter(f"{_ATOM}entry"):
+        authors: list[Author] = []
+        for element in entry.findall(f"{_ATOM}author"):
+            name = author_name(element.findtext(f"{_ATOM}name"))
+            places = (text.from_plain(a.text) for a in element.findall(f"{_ARXIV}affiliation"))
+            if name:
+                authors.append(Author(name, "; ".join(place for place in places if place)))
+        found[text.identifier(entry.findtext(f"{_ATOM}id"))] = authors
+    return found

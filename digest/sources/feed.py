@@ -79,7 +79,9 @@ def read_feed(
         entries = _complete(entries, body, parsed.get("encoding"), problem, warnings)
     if kind == "arxiv-api":
         arxiv.raise_api_error(entries)
-    papers, skipped = _papers(entries, kind, source_name, settings, warnings)
+    # The API names each author's affiliations, which feedparser merges into one per entry.
+    affiliated = arxiv.api_authors(body) if kind == "arxiv-api" else {}
+    papers, skipped = _papers(entries, kind, source_name, settings, warnings, affiliated)
     title = text.from_plain(parsed.feed.get("title"), TITLE_MAX_CHARS) if parsed.feed else ""
     return ParsedFeed(papers=papers, kind=kind, warnings=warnings, skipped=skipped, title=title)
 
@@ -197,12 +199,13 @@ def _papers(
     source_name: str,
     settings: FetchSettings,
     warnings: list[str],
+    affiliated: Mapping[str, list[Author]],
 ) -> tuple[list[Paper], int]:
     papers: dict[str, Paper] = {}
     skipped = 0
     anonymous = 0
     for entry in entries:
-        announce, paper = _entry_to_paper(entry, kind, source_name)
+        announce, paper = _entry_to_paper(entry, kind, source_name, affiliated)
         if paper is None:
             anonymous += 1
             continue
@@ -218,7 +221,9 @@ def _papers(
     return list(papers.values()), skipped
 
 
-def _entry_to_paper(entry: Any, kind: str, source_name: str) -> tuple[str | None, Paper | None]:
+def _entry_to_paper(
+    entry: Any, kind: str, source_name: str, affiliated: Mapping[str, list[Author]]
+) -> tuple[str | None, Paper | None]:
     """(arXiv announce type, paper) for one feedparser entry; paper None when it has no identity."""
     raw_summary, summary_type = _summary(entry)
     described_type: str | None = None
@@ -243,7 +248,10 @@ def _entry_to_paper(entry: Any, kind: str, source_name: str) -> tuple[str | None
     else:
         url = web_url(link) or next((u for u in map(web_url, links) if u), "")
         pdf_url = _pdf_link(entry.get("links", ()))
-    authors, affiliations = authors_and_affiliations(_authors(entry, kind))
+    listed = affiliated.get(entry_id)
+    authors, affiliations = authors_and_affiliations(
+        listed if listed is not None else _authors(entry, kind)
+    )
     return announce, Paper(
         key=key,
         title=title,
