@@ -12,6 +12,8 @@ from freezegun import freeze_time
 
 from digest.cli import cli
 
+pytest_plugins = ["tests.sources_fixtures"]
+
 
 def digest(config: Path, *args: str) -> Any:
     result = CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
@@ -309,3 +311,21 @@ def test_dry_run_previews_hold_live_links_and_only_their_owner_reads_them(
     files = list(out.iterdir())
     assert files, "the dry run wrote no previews"
     assert {f.stat().st_mode & 0o777 for f in files} == {0o600}
+
+
+def test_a_mistyped_arxiv_category_and_a_latin1_feed_as_the_operator_sees_them(
+    config_file: Path, feed_server: Any
+) -> None:
+    typo = feed_server.feed("/rss/astroph", "broken/arxiv-listing-error.rss")
+    latin1 = feed_server.feed("/seminaires", "latin1-declared-utf8.rss")
+    assert digest(config_file, "sources", "add", "arxiv-astroph", typo).exit_code == 0
+    assert digest(config_file, "sources", "add", "seminaires", latin1).exit_code == 0
+
+    digest(config_file, "fetch")
+    listed = json.loads(digest(config_file, "sources", "list", "--format", "json").stdout)
+
+    by_name = {row["name"]: row for row in listed}
+    assert by_name["arxiv-astroph"]["status"] == "failed"
+    assert "Bad archive 'astroph'" in by_name["arxiv-astroph"]["last_error"]
+    assert by_name["seminaires"]["status"] == "ok" and by_name["seminaires"]["papers"] == 2
+    assert "Windows-1252" in by_name["seminaires"]["warnings"][0]
