@@ -28,7 +28,7 @@ class Author:
 
 # "N.", "J.-P.", "A. B.", "Ch.", or a lone capital: what the "Last, I." style puts after a comma.
 _INITIALS = re.compile(r"(?:[^\W\d_][a-z]?\.[\s-]*)+|[A-Z]")
-_SEPARATOR = re.compile(r"\s*,\s*|\s+and\s+|\s*&\s*|\s*;\s*", re.I)
+_SEPARATOR = re.compile(r"\s*(?:[,;&]\s*(?:and\s+)?|\band\s+)", re.I)
 _AND = re.compile(r"\s+and\s+|\s*&\s*|\s*;\s*", re.I)
 
 

@@ -47,6 +47,8 @@ def creators(rng: random.Random, index: int) -> str:
     names = [f"{rng.choice(FIRST)} {rng.choice(LAST)}" for _ in range(rng.randint(1, 6))]
     if index % 53 == 7:
         names.append(names[0])  # two co-authors with the same name
+    if len(names) > 2 and index % 11 == 0:
+        return ", ".join(names[:-1]) + ", and " + names[-1]
     if len(names) > 1 and index % 5 == 0:
         return ", ".join(names[:-1]) + " and " + names[-1]
     return ", ".join(names)
