@@ -94,8 +94,8 @@ def from_plain(value: object, limit: int | None = None) -> str:
 
 
 def from_html(value: object, limit: int | None = None) -> str:
-    """A field a feed declares HTML: tags stripped (blocks become spaces, scripts vanish),
-    entities decoded, one line."""
+    """A field a feed declares HTML: HTML's tags stripped (blocks become spaces, scripts vanish)
+    but "<think>", which is no HTML element, kept as the text it is; entities decoded, one line."""
     text = "" if value is None else str(value)
     if "<" in text:
         extractor = _TextExtractor()
@@ -105,43 +105,28 @@ def from_html(value: object, limit: int | None = None) -> str:
     return from_plain(text, limit)
 
 
-_BLOCK_TAGS = frozenset(
-    [
-        "address",
-        "article",
-        "aside",
-        "blockquote",
-        "br",
-        "dd",
-        "div",
-        "dl",
-        "dt",
-        "figcaption",
-        "figure",
-        "footer",
-        "h1",
-        "h2",
-        "h3",
-        "h4",
-        "h5",
-        "h6",
-        "header",
-        "hr",
-        "li",
-        "main",
-        "nav",
-        "ol",
-        "p",
-        "pre",
-        "section",
-        "table",
-        "td",
-        "th",
-        "tr",
-        "ul",
-    ]
-)
+_BLOCK_TAGS = frozenset({
+    "address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt", "figcaption",
+    "figure", "footer", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav",
+    "ol", "p", "pre", "section", "table", "td", "th", "tr", "ul",
+})  # fmt: skip
 _SKIP_TAGS = frozenset({"script", "style", "template", "head", "title"})
+_INLINE_TAGS = frozenset({
+    "a", "abbr", "area", "audio", "b", "base", "bdi", "bdo", "big", "body", "button", "canvas",
+    "caption", "center", "cite", "code", "col", "colgroup", "data", "del", "details", "dfn",
+    "dialog", "em", "embed", "fieldset", "font", "form", "html", "i", "iframe", "img", "input",
+    "ins", "kbd", "label", "legend", "link", "map", "mark", "math", "menu", "meta", "meter",
+    "noscript", "object", "optgroup", "option", "output", "param", "picture", "progress", "q",
+    "rp", "rt", "ruby", "s", "samp", "select", "small", "source", "span", "strike", "strong",
+    "sub", "summary", "sup", "svg", "tbody", "textarea", "tfoot", "thead", "time", "tt", "u",
+    "var", "video", "wbr",
+    # MathML, which journals put in abstracts
+    "annotation", "menclose", "mfrac", "mi", "mn", "mo", "mover", "mpadded", "mphantom", "mroot",
+    "mrow", "ms", "mspace", "msqrt", "mstyle", "msub", "msubsup", "msup", "mtable", "mtd",
+    "mtext", "mtr", "munder", "munderover", "semantics",
+})  # fmt: skip
+"""With the block and skipped ones, the HTML elements: "<swi>" or "<think>" is text, not a tag.
+Namespaced tags ("<jats:p>" from journals, "<o:p>" from Word) are markup too."""
 
 
 class _TextExtractor(HTMLParser):
@@ -158,12 +143,16 @@ class _TextExtractor(HTMLParser):
             self._skipping += 1
         elif tag in _BLOCK_TAGS:
             self.parts.append(" ")
+        elif tag not in _INLINE_TAGS and ":" not in tag:
+            self.handle_data(self.get_starttag_text() or "")
 
     def handle_endtag(self, tag: str) -> None:
         if tag in _SKIP_TAGS:
             self._skipping = max(0, self._skipping - 1)
         elif tag in _BLOCK_TAGS:
             self.parts.append(" ")
+        elif tag not in _INLINE_TAGS and ":" not in tag:
+            self.handle_data(f"</{tag}>")
 
     def handle_data(self, data: str) -> None:
         if not self._skipping:

@@ -80,6 +80,11 @@ def test_plain_text_decodes_entities_and_keeps_what_looks_like_tags():
     assert text.from_plain("emits <think> first") == "emits <think> first"
     assert text.from_plain("P&L &notation &amp R&D") == "P&L &notation &amp R&D"
     assert text.from_html("<p>emits &lt;think&gt; <b>first</b></p>") == "emits <think> first"
+    # an RSS description is HTML, but "<swi>" in it (escaped once by the feed) is no HTML element
+    assert text.from_html("<p>The model emits <swi> then </swi>.</p>") == (
+        "The model emits <swi> then </swi>."
+    )
+    assert text.from_html("<jats:p>We <jats:italic>show</jats:italic> x</jats:p>") == "We show x"
 
 
 @given(ANY_TEXT)
