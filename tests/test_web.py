@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,8 +16,11 @@ from freezegun import freeze_time
 
 from digest import store
 from digest.models import Subscriber, SubscriberStatus
+from digest.sources import parse_feed
 from digest.tokens import Scope, Signer
 from tests.web_fixtures import LiveSite, csrf_of, links_in, text_of
+
+FEEDS = Path(__file__).parent / "data" / "feeds"
 
 pytest_plugins = ["tests.web_fixtures"]
 
@@ -415,3 +419,14 @@ def test_monitors_get_a_health_answer(live_site: LiveSite) -> None:
     with live_site.client() as client:
         response = client.get("/healthz")
     assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+def test_the_preview_shows_a_titles_latex_as_unicode(live_site: LiveSite) -> None:
+    arxiv = parse_feed((FEEDS / "arxiv-cs.LG.rss").read_bytes(), source_name="arxiv-cs.LG")
+    store.upsert_papers(live_site.ctx.engine, arxiv.papers, now=live_site.ctx.now())
+
+    with live_site.client() as client:
+        response = subscribe(client, "", keywords="regret", action="preview")
+
+    assert "Heterogeneous Clients with 𝒪(√(T)) Regret" in response.text
+    assert "\\mathcal" not in response.text
