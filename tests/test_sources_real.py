@@ -247,3 +247,15 @@ def test_the_apis_affiliations_join_the_authors_the_listing_brought(feed_server,
 
     assert paper.authors == ("Ana López", "Wei Zhang", "Priya Raman")
     assert paper.affiliations == ("Universidad de Chile", "", "")
+
+
+def test_a_utf8_feed_with_a_latin1_abstract_keeps_both_right(feed_server, stored):
+    # assembled from two systems: UTF-8 titles, one description pasted in as Latin-1
+    url = feed_server.feed("/seminaire", "mixed-utf8-latin1.rss", content_type=RSS)
+
+    result = fetch(url)
+    (paper,) = stored(url).values()
+
+    assert paper.title == "Modèles de diffusion : théorie — pratique"
+    assert paper.abstract == "Exposé de Müller ; salle 3, café à 10 h."
+    assert "4 of its bytes are not" in result.warnings[0]  # é, ü, é, à

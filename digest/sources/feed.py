@@ -27,6 +27,7 @@ from digest.models import Paper
 
 from . import arxiv
 from .authors import Author, one_author, split_author_line
+from .encoding import mend_utf8
 from .fields import (
     TITLE_MAX_CHARS,
     abstract_text,
@@ -47,6 +48,10 @@ feedparser.api.PREFERRED_XML_PARSERS = ["defusedxml.expatreader"]
 
 _ENTRY_END = re.compile(rb"</(?:[\w-]+:)?(?:item|entry)\s*>", re.I)
 _CHUNK = 64 * 1024
+_MISMATCH = (
+    "the feed's bytes do not match its declared character encoding, and no other encoding "
+    "reads them cleanly; not stored, to avoid garbled text"
+)
 _UNICODE = ("utf-8", "utf8", "utf-16", "utf16", "utf-32", "utf32")
 _FALLBACKS = ("windows-1252", "cp1252", "iso-8859-1", "latin-1", "latin1")
 
@@ -60,6 +65,15 @@ def read_feed(
     warnings: list[str],
 ) -> ParsedFeed:
     """Papers from an RSS/Atom body of the given kind (arxiv, arxiv-api, rss, atom)."""
+    try:
+        body, strays = mend_utf8(body, headers)
+    except ValueError:
+        raise SourceError(_MISMATCH) from None
+    if strays:
+        warnings.append(
+            f"the feed declares UTF-8 but {strays} of its bytes are not; they were read as "
+            "Windows-1252 (Latin-1), which reads them cleanly (tell the feed's owner)"
+        )
     parsed = _parse(body, headers)
     entries = list(parsed.entries)
     problem = parsed.get("bozo_exception") if parsed.get("bozo") else None
@@ -154,10 +168,7 @@ def _encoding_note(body: bytes, encoding: str | None) -> str:
                 "they read cleanly as Windows-1252 (Latin-1), so they were read that way "
                 "(tell the feed's owner)"
             )
-    raise SourceError(
-        "the feed's bytes do not match its declared character encoding, and no other encoding "
-        "reads them cleanly; not stored, to avoid garbled text"
-    )
+    raise SourceError(_MISMATCH)
 
 
 def _complete(
