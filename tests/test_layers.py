@@ -39,6 +39,7 @@ HOMES = {
     "prometheus_client": "metrics",
     "pylatexenc": "text",
     "ftfy": "sources",
+    "defusedxml": "sources",
 }
 
 
