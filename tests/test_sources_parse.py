@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from digest.config import SAMPLE_FEED, FetchSettings
 from digest.sources import SourceError, detect_kind, paper_key, parse_feed
@@ -306,3 +309,30 @@ def test_windows_1252_bytes_in_a_feed_declared_utf8_are_read_as_windows_1252():
 
     assert [p.title for p in parsed.papers] == ["Modèles de diffusion – café et théorie"]
     assert "Windows-1252" in parsed.warnings[0]
+
+
+BASES = [(FEEDS / name).read_bytes() for name in ("arxiv-cs.LG.rss", "generic-atom.xml")]
+NOT_STORABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    base=st.sampled_from(BASES),
+    cuts=st.lists(
+        st.tuples(st.integers(min_value=0, max_value=4000), st.binary(max_size=6)), max_size=4
+    ),
+)
+def test_any_mangled_feed_gives_clean_papers_or_one_line_reason(base, cuts):
+    body = bytearray(base)
+    for at, junk in cuts:  # overwrite a few bytes anywhere with anything
+        at %= len(body)
+        body[at : at + len(junk)] = junk
+    try:
+        parsed = parse_feed(bytes(body), source_name="fuzz")
+    except SourceError as failure:
+        assert "\n" not in str(failure)
+        return
+    for paper in parsed.papers:
+        for value in (paper.key, paper.title, paper.abstract, paper.url, *paper.authors):
+            value.encode("utf-8")
+            assert value == value.strip() and not NOT_STORABLE.search(value)
