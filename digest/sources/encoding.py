@@ -43,9 +43,15 @@ def mend_utf8(body: bytes, headers: Mapping[str, str] | None) -> tuple[bytes, in
     escaped = body.decode("utf-8", errors="surrogateescape")  # a stray byte: one surrogate
     strays = len(_STRAY.findall(escaped))
     mended = _STRAY.sub(_as_windows_1252, escaped)
-    if mended.count("\ufffd") > escaped.count("\ufffd") or ftfy.badness.is_bad(mended):
+    if mended.count("\ufffd") > escaped.count("\ufffd") or not reads_cleanly(mended):
         raise ValueError("the bytes are neither UTF-8 nor Windows-1252")
     return mended.encode("utf-8"), strays
+
+
+def reads_cleanly(decoded: str) -> bool:
+    """Whether text decoded with an 8-bit code page looks like words, not mojibake: Windows-1252
+    decodes any byte, so Shift_JIS or UTF-8 read that way decodes too, into visible garbage."""
+    return not ftfy.badness.is_bad(decoded)
 
 
 def _claims_utf8(body: bytes, headers: Mapping[str, str] | None) -> bool:

@@ -19,7 +19,6 @@ import defusedxml
 import defusedxml.expatreader
 import feedparser
 import feedparser.api
-import ftfy.badness
 
 from digest import text
 from digest.config import FetchSettings
@@ -27,7 +26,7 @@ from digest.models import Paper
 
 from . import arxiv
 from .authors import Author, one_author, split_author_line
-from .encoding import mend_utf8
+from .encoding import mend_utf8, reads_cleanly
 from .fields import (
     TITLE_MAX_CHARS,
     abstract_text,
@@ -112,10 +111,7 @@ def _parse(body: bytes, headers: Mapping[str, str] | None) -> Any:
             sanitize_html=False,
         )
     except defusedxml.DefusedXmlException as exc:
-        raise SourceError(
-            "the feed declares XML entities or external references "
-            f"({type(exc).__name__}), which can expand without limit or read local files; refused"
-        ) from None
+        raise _refused(exc) from None
     except UnicodeDecodeError:
         # feedparser reads the <?xml encoding="..."?> name as UTF-8 and fails on garbage there
         raise SourceError(
@@ -144,12 +140,16 @@ def _refuse_declarations(body: bytes) -> None:
     except _RootReached:
         return
     except defusedxml.DefusedXmlException as exc:
-        raise SourceError(
-            "the feed declares XML entities or external references "
-            f"({type(exc).__name__}), which can expand without limit or read local files; refused"
-        ) from None
+        raise _refused(exc) from None
     except (xml.sax.SAXException, ValueError):
         return  # not well-formed before its root: feedparser reads what it can and says so
+
+
+def _refused(exc: Exception) -> SourceError:
+    return SourceError(
+        "the feed declares XML entities or external references "
+        f"({type(exc).__name__}), which can expand without limit or read local files; refused"
+    )
 
 
 def _encoding_note(body: bytes, encoding: str | None) -> str:
@@ -161,8 +161,7 @@ def _encoding_note(body: bytes, encoding: str | None) -> str:
         return f"the feed's declared character encoding is wrong; it was read as {encoding}"
     if name in _FALLBACKS:
         decoded = body.decode("cp1252", errors="replace")
-        # Windows-1252 decodes any byte; Shift_JIS or UTF-16 read that way is visible mojibake.
-        if "\ufffd" not in decoded and not ftfy.badness.is_bad(decoded):
+        if "\ufffd" not in decoded and reads_cleanly(decoded):
             return (
                 "the feed's bytes are not in its declared character encoding; "
                 "they read cleanly as Windows-1252 (Latin-1), so they were read that way "
