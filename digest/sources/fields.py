@@ -34,12 +34,18 @@ def repaired(value: str) -> str:
 
 def title_text(value: str) -> str:
     """A title as stored: one line, repaired, capped."""
-    return text.stored_text(repaired(value), TITLE_MAX_CHARS)
+    return _capped(value, TITLE_MAX_CHARS)
 
 
 def abstract_text(value: str) -> str:
     """An abstract as stored: one line, repaired, capped."""
-    return text.stored_text(repaired(value), ABSTRACT_MAX_CHARS)
+    return _capped(value, ABSTRACT_MAX_CHARS)
+
+
+def _capped(value: str, limit: int) -> str:
+    # Cut a hostile megabyte before the repair reads it; a few times the cap leaves room for
+    # the whitespace that collapsing removes.
+    return text.stored_text(repaired(value[: limit * 4]), limit)
 
 
 def web_url(value: str | None) -> str:
