@@ -82,6 +82,9 @@ def test_a_whole_arxiv_day_keeps_every_author_whole_and_in_order(feed_server, st
         for paper in papers.values()
         for name in paper.authors
     )
+    tex = papers["2411.03005"]
+    assert tex.authors == ("Bernt øksendal", "Łukasz Nowak", "Karl Gaß")
+    assert tex.affiliations == ("Université Paris Cité", "", "")
     twice = papers["2411.03007"]
     assert twice.authors[0] == twice.authors[-1] and len(twice.authors) >= 2
 

@@ -53,12 +53,15 @@ def one_author(value: str | None) -> Author | None:
 
 
 def author_name(value: str | None) -> str:
-    """A person's name as text: TeX accents (L\\'opez, {\\"u}) become letters (López, ü), capped."""
-    name = text.from_plain(value)
-    if "\\" in name:
-        name = _TEX_ACCENT.sub(lambda m: m.group(2) + _COMBINING[m.group(1)], name)
-        name = unicodedata.normalize("NFC", name)
+    """A person's name as text: TeX (L\\'opez, {\\"u}, {\\l}, \\o{}) becomes letters (López, ü,
+    ł, ø), so `author:` terms match what readers type; capped."""
+    name = _tex_text(value)
     return name if len(name) <= AUTHOR_MAX_CHARS else ""
+
+
+def _tex_text(value: str | None) -> str:
+    plain = text.from_plain(value)
+    return unicodedata.normalize("NFC", text.readable_latex(plain)) if "\\" in plain else plain
 
 
 def _top_level_split(line: str) -> list[str]:
@@ -110,13 +113,6 @@ def _name_and_affiliation(part: str) -> tuple[str, str]:
     affiliation = ""
     open_at = part.find("(")
     if open_at > 0 and part.endswith(")"):
-        affiliation = text.from_html(part[open_at + 1 : -1])
+        affiliation = _tex_text(part[open_at + 1 : -1])
         part = part[:open_at]
     return author_name(part), affiliation
-
-
-_TEX_ACCENT = re.compile(r"""\{?\\([`'^"~=.uvHc])\s*\{?([A-Za-z])\}?\}?""")
-_COMBINING = {
-    "`": "\u0300", "'": "\u0301", "^": "\u0302", "~": "\u0303", "=": "\u0304",
-    "u": "\u0306", ".": "\u0307", '"': "\u0308", "H": "\u030b", "v": "\u030c", "c": "\u0327",
-}  # fmt: skip

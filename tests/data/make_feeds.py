@@ -44,6 +44,8 @@ AFFILIATED = (
 def creators(rng: random.Random, index: int) -> str:
     if index % 47 == 3:
         return AFFILIATED
+    if index == 5:
+        return r"Bernt \o{}ksendal (Universit\'e Paris Cit\'e), {\L}ukasz Nowak, Karl Ga\ss"
     names = [f"{rng.choice(FIRST)} {rng.choice(LAST)}" for _ in range(rng.randint(1, 6))]
     if index % 53 == 7:
         names.append(names[0])  # two co-authors with the same name
