@@ -145,7 +145,10 @@ class PreparerProcess:
         if isinstance(message, BaseException):
             self._done = True
             raise message
-        self._conn.send("more")
+        try:
+            self._conn.send("more")
+        except OSError:
+            pass  # the preparer already finished: its None waits in the pipe for the next read
         return message  # type: ignore[no-any-return]
 
     def close(self) -> list[int]:

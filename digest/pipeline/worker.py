@@ -57,19 +57,17 @@ def sender_lock(ctx: Context) -> Iterator[bool]:
     if path is None:
         yield False
         return
-    handle: IO[str] | None = None
+    handle: IO[str] = open(path.with_name(path.name + ".send-lock"), "a")  # noqa: SIM115
     try:
-        handle = open(path.with_name(path.name + ".send-lock"), "a")  # noqa: SIM115
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        if handle is not None:
-            handle.close()
-        yield False
-        return
+        held = True
+    except OSError:  # another process on this machine is sending
+        held = False
     try:
-        yield True
+        yield held
     finally:
-        fcntl.flock(handle, fcntl.LOCK_UN)
+        if held:
+            fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
 
 
