@@ -411,7 +411,10 @@ def measure(name: str, commands: list[list[str]], env: dict[str, str], log: Path
     wall = time.perf_counter() - started
     for child in children:
         if child.process.returncode != 0:
-            raise SystemExit(f"{name} failed; its output:\n{log.read_text()[-4000:]}")
+            raise SystemExit(
+                f"{name} failed (exit {child.process.returncode}); its output:\n"
+                f"{log.read_text()[-4000:]}"
+            )
     return Measured(
         name,
         wall,
