@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +137,55 @@ def test_import_reports_bad_rows_keeps_good_ones_and_is_idempotent(
     assert len(exported) == 3
 
 
+def test_a_long_import_reports_bad_rows_by_line_and_a_later_row_updates_an_earlier_one(
+    config_file: Path, tmp_path: Path
+) -> None:
+    rows = [f"reader{i}@lab.example,reasoning" for i in range(2500)]
+    rows[2299] = "reader2299@lab,reasoning"  # line 2301, past the first batch of 2,000
+    rows.append("READER7@lab.example,diffusion models")  # line 2502: reader7 changes their mind
+    csv_file = tmp_path / "readers.csv"
+    csv_file.write_text("email,keywords\n" + "\n".join(rows) + "\n", encoding="utf-8")
+
+    first = digest(config_file, "subscribers", "import", str(csv_file), "--confirmed")
+    second = digest(config_file, "subscribers", "import", str(csv_file), "--confirmed")
+
+    assert first.exit_code == 1
+    assert "line 2301: 'reader2299@lab' is not a valid email address" in first.stderr
+    assert "2499 added, 1 updated, 0 unchanged, 1 skipped" in first.stderr
+    # reader7 is named twice: a second import changes them back, then forward, to the same end
+    assert "0 added, 2 updated, 2498 unchanged, 1 skipped" in second.stderr
+    listed = json.loads(digest(config_file, "subscribers", "list", "--format", "json").stdout)
+    assert len(listed) == 2499
+    assert {s["email"]: s["keywords"] for s in listed}["reader7@lab.example"] == "diffusion models"
+
+
+def test_an_import_without_confirmed_asks_new_and_returning_readers_to_confirm(
+    config_file: Path, tmp_path: Path, smtp_server: Any
+) -> None:
+    digest(config_file, "subscribe", "ada@uni.example", "--keywords", "agents", "--confirmed")
+    digest(config_file, "unsubscribe", "ada@uni.example")
+    digest(config_file, "subscribe", "alan@lab.example", "--keywords", "agents", "--confirmed")
+    csv_file = tmp_path / "readers.csv"
+    csv_file.write_text(
+        "email,keywords\nada@uni.example,agents\ngrace@lab.example,reasoning\n"
+        "alan@lab.example,agents\n",
+        encoding="utf-8",
+    )
+
+    result = digest(config_file, "subscribers", "import", str(csv_file))
+
+    assert "1 added, 1 updated, 1 unchanged, 0 skipped" in result.stderr
+    assert len(smtp_server.to("ada@uni.example")) == 1
+    assert len(smtp_server.to("grace@lab.example")) == 1
+    assert smtp_server.to("alan@lab.example") == []  # already active: no mail
+    listed = json.loads(digest(config_file, "subscribers", "list", "--format", "json").stdout)
+    assert {s["email"]: s["status"] for s in listed} == {
+        "ada@uni.example": "pending",
+        "alan@lab.example": "active",
+        "grace@lab.example": "pending",
+    }
+
+
 def test_a_csv_saved_in_a_windows_encoding_is_refused_whole_with_the_fix(
     config_file: Path, tmp_path: Path
 ) -> None:
@@ -149,6 +200,23 @@ def test_a_csv_saved_in_a_windows_encoding_is_refused_whole_with_the_fix(
     assert "line 3 is not UTF-8" in result.stderr and "CSV UTF-8" in result.stderr
     listed = json.loads(digest(config_file, "subscribers", "list", "--format", "json").stdout)
     assert listed == []  # not even the good first row: fix the file and import it again
+
+
+def test_a_stray_windows_character_deep_in_a_long_csv_is_found_by_line(
+    config_file: Path, tmp_path: Path
+) -> None:
+    good = "".join(f"reader{i}@lab.example,agents\n" for i in range(40_000))  # over 1 MiB
+    csv_file = tmp_path / "long.csv"
+    csv_file.write_bytes(
+        b"email,keywords\n" + good.encode() + "rené@lab.example,réseaux\n".encode("cp1252")
+    )
+
+    result = digest(config_file, "subscribers", "import", str(csv_file), "--confirmed")
+
+    assert result.exit_code == 2
+    assert "line 40002 is not UTF-8" in result.stderr
+    listed = json.loads(digest(config_file, "subscribers", "list", "--format", "json").stdout)
+    assert listed == []
 
 
 def test_unsubscribe_stops_the_next_run(config_file: Path, smtp_server: Any) -> None:
@@ -329,3 +397,22 @@ def test_a_mistyped_arxiv_category_and_a_latin1_feed_as_the_operator_sees_them(
     assert "Bad archive 'astroph'" in by_name["arxiv-astroph"]["last_error"]
     assert by_name["seminaires"]["status"] == "ok" and by_name["seminaires"]["papers"] == 2
     assert "Windows-1252" in by_name["seminaires"]["warnings"][0]
+
+
+HEAVY = ("numpy", "scipy", "sqlalchemy", "rich", "jinja2", "digest.pipeline", "digest.store")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["subscribers", "--help"]])
+def test_help_starts_without_the_heavy_libraries(args: list[str]) -> None:
+    # cron starts `digest` often: asking for help must not load ranking, the database or rich
+    script = (
+        "import sys\n"
+        "from digest.cli import main\n"
+        f"sys.argv = ['digest', *{args!r}]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        f"print([m for m in {HEAVY!r} if m in sys.modules], file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+
+    assert "Usage: digest" in done.stdout
+    assert done.stderr.strip() == "[]"

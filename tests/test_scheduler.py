@@ -41,3 +41,29 @@ def test_jobs_send_each_reader_one_digest_once_their_hour_comes(
             deliver_job(ctx, send=True)
 
     assert len(smtp_server.to("early@lab.example")) == 1
+
+
+def test_weekly_readers_get_one_digest_in_seven_days_and_daily_ones_every_day(
+    make_settings: Any, smtp_server: Any
+) -> None:
+    with freeze_time("2025-11-20 08:00:00"):
+        ctx = pipeline.build_context(make_settings())
+        for email, frequency in (("weekly@lab.example", "weekly"), ("daily@lab.example", "daily")):
+            store.add_subscriber(
+                ctx.engine,
+                email,
+                Preferences(
+                    keywords="agents", send_hour=7, frequency=frequency, channels=("email",)
+                ),
+                confirmed=True,
+                now=ctx.now(),
+            )
+        assert pipeline.plan(ctx, due_only=True) == 2
+
+    planned = {}
+    for day in ("2025-11-23", "2025-11-26", "2025-11-27"):
+        with freeze_time(f"{day} 08:00:00"):
+            planned[day] = pipeline.plan(ctx, due_only=True)
+
+    # 3 and 6 days on: only the daily reader; a week on: both again
+    assert planned == {"2025-11-23": 1, "2025-11-26": 1, "2025-11-27": 2}

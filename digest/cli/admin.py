@@ -9,9 +9,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from digest import store
 from digest.cli.base import handle_errors, info, state, warn
-from digest.config import DEFAULT_CONFIG_NAME, example_config_path, load_settings
 
 
 @click.command()
@@ -19,11 +17,14 @@ from digest.config import DEFAULT_CONFIG_NAME, example_config_path, load_setting
     "--path",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help=f"Where to write the starter config (default: ./{DEFAULT_CONFIG_NAME}).",
+    help="Where to write the starter config (default: ./digest.toml).",
 )
 @handle_errors
 def init(path: Path | None) -> None:
     """Write a starter digest.toml (when there is none) and create or upgrade the database."""
+    from digest import store
+    from digest.config import DEFAULT_CONFIG_NAME, example_config_path, load_settings
+
     target = path or Path(state().config_path or DEFAULT_CONFIG_NAME)
     if target.exists():
         info(f"{target} exists; leaving it as it is.")
@@ -56,6 +57,8 @@ def db() -> None:
 @handle_errors
 def db_upgrade() -> None:
     """Apply every pending migration (stop the schedulers and workers of the older version first)."""
+    from digest import store
+
     engine = store.open_engine(state().settings.database.url, create=True)
     store.migrate(engine)
     info(f"Database is up to date: {store.describe(engine)}")
@@ -75,6 +78,8 @@ def db_copy(target_url: str) -> None:
     For moving from SQLite to PostgreSQL: stop `digest schedule`, `worker` and `serve` first,
     then point [database] url at the new database.
     """
+    from digest import store
+
     ctx = state().context
     target = store.open_engine(target_url, create=True)
     store.migrate(target)

@@ -7,54 +7,69 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn
-from rich.text import Text
 
-from digest import __version__, logs
-from digest.config import ConfigError, LoggingSettings, Settings, load_settings
-from digest.deliver.message import DkimError, MessageError
-from digest.deliver.transport import RelayError
-from digest.pipeline import Context, MailError, build_context
-from digest.ranking import ProfileError
-from digest.render import TemplateError
-from digest.sources import SourceError
-from digest.store import InvalidSubscriber, StoreError, UnknownSource, UnknownSubscriber
+from digest import __version__
+
+# Only click is imported up front: cron starts `digest` often, and `digest --help` should not
+# wait for numpy, SQLAlchemy or rich. Each command imports what it uses when it runs.
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
+    from digest.config import Settings
+    from digest.pipeline import Context
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Errors a user can act on: message and exit code, never a traceback.
-USER_ERRORS: tuple[tuple[type[BaseException], int], ...] = (
-    (ConfigError, 2),
-    (ProfileError, 2),
-    (InvalidSubscriber, 2),
-    (UnknownSubscriber, 1),
-    (UnknownSource, 1),
-    (SourceError, 1),
-    (StoreError, 1),
-    (TemplateError, 1),
-    (MessageError, 1),
-    (MailError, 1),
-    (RelayError, 1),
-    (DkimError, 2),
-)
 
-# What happens next, for the errors where that is not obvious from the message.
-HINTS: tuple[tuple[type[BaseException], str], ...] = (
-    (
-        RelayError,
-        "Nothing was lost: the digests stay queued as composed, no reader was blamed, and the "
-        "next run sends them once the relay takes mail.",
-    ),
-    (
-        MailError,
-        "Nothing was lost: the mail stays queued and the next `digest run` (or scheduler pass) "
-        "sends it once mail works (or add --confirmed if the reader already agreed).",
-    ),
-)
+def user_errors() -> tuple[tuple[type[BaseException], int], ...]:
+    """Errors a user can act on: message and exit code, never a traceback."""
+    from digest.config import ConfigError
+    from digest.deliver.message import DkimError, MessageError
+    from digest.deliver.transport import RelayError
+    from digest.pipeline import MailError
+    from digest.ranking import ProfileError
+    from digest.render import TemplateError
+    from digest.sources import SourceError
+    from digest.store import InvalidSubscriber, StoreError, UnknownSource, UnknownSubscriber
+
+    return (
+        (ConfigError, 2),
+        (ProfileError, 2),
+        (InvalidSubscriber, 2),
+        (UnknownSubscriber, 1),
+        (UnknownSource, 1),
+        (SourceError, 1),
+        (StoreError, 1),
+        (TemplateError, 1),
+        (MessageError, 1),
+        (MailError, 1),
+        (RelayError, 1),
+        (DkimError, 2),
+    )
+
+
+def hints() -> tuple[tuple[type[BaseException], str], ...]:
+    """What happens next, for the errors where that is not obvious from the message."""
+    from digest.deliver.transport import RelayError
+    from digest.pipeline import MailError
+
+    return (
+        (
+            RelayError,
+            "Nothing was lost: the digests stay queued as composed, no reader was blamed, and the "
+            "next run sends them once the relay takes mail.",
+        ),
+        (
+            MailError,
+            "Nothing was lost: the mail stays queued and the next `digest run` (or scheduler pass) "
+            "sends it once mail works (or add --confirmed if the reader already agreed).",
+        ),
+    )
+
 
 FORMAT = click.option(
     "--format",
@@ -78,6 +93,9 @@ class State:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from digest import logs
+            from digest.config import load_settings
+
             self._settings = load_settings(self.config_path)
             logs.configure(self._settings.logging, quiet=self.quiet)
         return self._settings
@@ -85,6 +103,8 @@ class State:
     @property
     def context(self) -> Context:
         if self._context is None:
+            from digest.pipeline import build_context
+
             self._context = build_context(self.settings)
         return self._context
 
@@ -107,6 +127,9 @@ class State:
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, quiet: bool) -> None:
     """paper-digest: the day's new papers that match your readers' interests, by email and RSS."""
+    from digest import logs
+    from digest.config import LoggingSettings
+
     ctx.obj = State(config_path, quiet)
     # Defaults until the config is read (it may name another format): from the first line on,
     # -q means nothing but warnings and errors.
@@ -121,12 +144,14 @@ def handle_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except tuple(kind for kind, _ in USER_ERRORS) as exc:
-            code = next(code for kind, code in USER_ERRORS if isinstance(exc, kind))
+        except Exception as exc:
+            code = next((code for kind, code in user_errors() if isinstance(exc, kind)), None)
+            if code is None:
+                raise
             error(str(exc))
-            hint = next((text for kind, text in HINTS if isinstance(exc, kind)), None)
+            hint = next((text for kind, text in hints() if isinstance(exc, kind)), None)
             if hint:
-                errors.print(Text(hint), highlight=False)
+                errors.print(hint, markup=False, highlight=False)
             sys.exit(code)
 
     return wrapper  # type: ignore[return-value]
@@ -137,26 +162,64 @@ def state() -> State:
     return click.get_current_context().find_object(State)  # type: ignore[return-value]
 
 
-stdout = Console(highlight=False)
-if not stdout.is_terminal:
-    # Under cron or in a pipe there is no terminal width; keep tables readable in the log.
-    stdout = Console(highlight=False, width=140)
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
-errors = Console(stderr=True, highlight=False, soft_wrap=True)
+class LazyConsole:
+    """A rich Console made on first use, so that importing the CLI does not import rich."""
+
+    def __init__(self, make: Callable[[], Console]) -> None:
+        self._make = make
+        self._console: Console | None = None
+        self.quiet = False
+
+    def get(self) -> Console:
+        """The console itself, made now if it was not yet, quiet when --quiet was given."""
+        if self._console is None:
+            self._console = self._make()
+        self._console.quiet = self.quiet
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)
+
+
+def _stdout() -> Console:
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        # Under cron or in a pipe there is no terminal width; keep tables readable in the log.
+        console = Console(highlight=False, width=140)
+    return console
+
+
+def _stderr() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+stdout = LazyConsole(_stdout)
+stderr = LazyConsole(_stderr)
+errors = LazyConsole(_stderr)
 
 
 def plain(*values: object) -> list[Text]:
     """Table cells shown as written: a paper title with [brackets] is not rich markup."""
+    from rich.text import Text
+
     return [Text(str(value)) for value in values]
 
 
 def error(message: str) -> None:
     """Print an error on stderr, even with --quiet (messages name keys like [smtp]: no markup)."""
+    from rich.text import Text
+
     errors.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False)
 
 
 def warn(message: str) -> None:
     """Print a warning on stderr, even with --quiet."""
+    from rich.text import Text
+
     errors.print(Text.assemble(("warning:", "bold yellow"), " ", message), highlight=False)
 
 
@@ -176,11 +239,13 @@ def progress_bar(enabled: bool = True) -> Iterator[Callable[[str, int, int], Non
     if not enabled or not stderr.is_terminal:
         yield lambda _stage, _done, _total: None
         return
+    from rich.progress import BarColumn, Progress, TextColumn
+
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
-        console=stderr,
+        console=stderr.get(),
         transient=True,
     ) as bar:
         task = bar.add_task("starting", total=None)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import click
-from rich.table import Table
 
-from digest import pipeline, ranking, store
 from digest.cli.base import (
     FORMAT,
     error,
@@ -22,9 +21,14 @@ from digest.cli.base import (
     stdout,
 )
 
+if TYPE_CHECKING:
+    from digest import pipeline, ranking
+
 
 def print_fetch_table(reports: Sequence[pipeline.FetchReport]) -> None:
     """One row per source: new, updated, and why it failed."""
+    from rich.table import Table
+
     table = Table(title="Fetch", title_justify="left")
     for column in ("Source", "Status", "New", "Updated", "Problem"):
         table.add_column(column, justify="right" if column in ("New", "Updated") else "left")
@@ -40,6 +44,8 @@ def print_fetch_table(reports: Sequence[pipeline.FetchReport]) -> None:
 @handle_errors
 def fetch(only: str | None, fmt: str) -> None:
     """Pull every source now and store the new papers."""
+    from digest import pipeline
+
     ctx = state().context
     with progress_bar(fmt == "table") as progress:
         reports = pipeline.fetch(ctx, only=only, progress=progress)
@@ -54,6 +60,8 @@ def fetch(only: str | None, fmt: str) -> None:
 
 def exit_on_source_problems(ctx: pipeline.Context, reports: Sequence[pipeline.FetchReport]) -> None:
     """Exit 1 (the error printed even with -q) when every source failed or one fails too long."""
+    from digest import pipeline
+
     problems = pipeline.fetched_problems(ctx, [r.name for r in reports])
     for problem in problems:
         error(problem)
@@ -71,6 +79,10 @@ def sources() -> None:
 @handle_errors
 def sources_list(fmt: str) -> None:
     """Every source with its last fetch and papers."""
+    from rich.table import Table
+
+    from digest import store
+
     ctx = state().context
     store.sync_config_sources(ctx.engine, [s for s in ctx.settings.sources if s.enabled])
     records = store.list_sources(ctx.engine)
@@ -124,6 +136,8 @@ def sources_list(fmt: str) -> None:
 @handle_errors
 def sources_add(name: str, url: str, kind: str) -> None:
     """Add a feed by URL (or local file path) without editing the config."""
+    from digest import store
+
     ctx = state().context
     if any(s.name == name for s in ctx.settings.sources):
         error(f"{name!r} is defined in the config file; edit it there")
@@ -148,6 +162,8 @@ def sources_add(name: str, url: str, kind: str) -> None:
 @handle_errors
 def sources_remove(name: str) -> None:
     """Remove a feed added with `digest sources add` (its papers stay)."""
+    from digest import store
+
     ctx = state().context
     if any(s.name == name for s in ctx.settings.sources):
         error(f"{name!r} is defined in the config file; remove it there")
@@ -169,6 +185,10 @@ def papers() -> None:
 @handle_errors
 def papers_list(since: datetime | None, source: str | None, limit: int | None, fmt: str) -> None:
     """Stored papers, newest first seen first."""
+    from rich.table import Table
+
+    from digest import store
+
     ctx = state().context
     found = store.list_papers(
         ctx.engine, since=since.replace(tzinfo=UTC) if since else None, source=source, limit=limit
@@ -238,6 +258,10 @@ def papers_search(
 
     PROFILE is written as subscribers write it: 'LLM, "federated learning", -medical'.
     """
+    from rich.table import Table
+
+    from digest import pipeline
+
     ctx = state().context
     try:
         found = pipeline.explain(ctx, profile, limit=limit, keys=keys or None, days=days)

@@ -8,12 +8,10 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.table import Table
 
-from digest import metrics, pipeline
 from digest.cli.base import (
     FORMAT,
     handle_errors,
@@ -24,6 +22,9 @@ from digest.cli.base import (
     stdout,
 )
 from digest.cli.content import exit_on_source_problems, print_fetch_table
+
+if TYPE_CHECKING:
+    from digest import pipeline
 
 log = logging.getLogger("digest.worker")
 
@@ -48,6 +49,8 @@ log = logging.getLogger("digest.worker")
 @handle_errors
 def run(dry_run: bool, digest_date: object, no_fetch: bool, fmt: str, out: Path | None) -> None:
     """Fetch, rank, render and send today's digests (or preview them with --dry-run)."""
+    from digest import pipeline
+
     ctx = state().context
     day: date | None = digest_date.date() if digest_date is not None else None  # type: ignore[attr-defined]
     stream = JsonStream() if fmt == "json" else None
@@ -93,6 +96,8 @@ class JsonStream:
 
     def item(self, outcome: pipeline.ReaderOutcome) -> None:
         """One reader's digest, as soon as every channel of it has an outcome."""
+        from digest import pipeline
+
         sys.stdout.write(
             ("\n  " if self.first else ",\n  ")
             + json.dumps(pipeline.outcome_json(outcome), ensure_ascii=False)
@@ -107,6 +112,10 @@ class JsonStream:
 
 def print_run_table(report: pipeline.RunReport) -> None:
     """The summary of a run: one row per reader (each channel's outcome), first rows only."""
+    from rich.table import Table
+
+    from digest import pipeline
+
     verb = "Would send" if report.dry_run else "Sent"
     title = f"Digests for {report.digest_date.isoformat()}" + (
         " (dry run)" if report.dry_run else ""
@@ -176,6 +185,8 @@ def metrics_options(func: Any) -> Any:
 
 def serve_metrics(ctx: pipeline.Context, port: int | None, host: str) -> None:
     """Start the metrics endpoint in a background thread, when a port was given."""
+    from digest import metrics, pipeline
+
     if port is None:
         return
     pipeline.watch_queue(ctx)
@@ -195,6 +206,8 @@ def serve_metrics(ctx: pipeline.Context, port: int | None, host: str) -> None:
 @handle_errors
 def worker(once: bool, poll: float, metrics_port: int | None, metrics_host: str) -> None:
     """Send pending digests; run as many workers as you like against one PostgreSQL database."""
+    from digest import pipeline
+
     ctx = state().context
     serve_metrics(ctx, metrics_port, metrics_host)
     owner = pipeline.worker_id()

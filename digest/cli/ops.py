@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import click
-from rich.table import Table
 
-from digest import pipeline, store
 from digest.cli.base import FORMAT, error, handle_errors, info, plain, print_json, state, stdout
-from digest.pipeline.health import DELIVERY_STATUSES
+
+if TYPE_CHECKING:
+    from digest import pipeline
 
 
 @click.command()
@@ -18,6 +19,8 @@ from digest.pipeline.health import DELIVERY_STATUSES
 @handle_errors
 def status(fmt: str) -> None:
     """The state of the service; exit 1 when something needs the operator (for monitors)."""
+    from digest import pipeline
+
     report = pipeline.status(state().context)
     if fmt == "json":
         print_json(report.as_json())
@@ -31,6 +34,10 @@ def status(fmt: str) -> None:
 
 def print_status(report: pipeline.Status) -> None:
     """Sources, deliveries, readers, the schedule and the relay, for people."""
+    from rich.table import Table
+
+    from digest.pipeline.health import DELIVERY_STATUSES
+
     sources = Table(title="Sources", title_justify="left")
     for column in ("Name", "Status", "Failures in a row", "Last success", "Last error"):
         sources.add_column(column, overflow="fold")
@@ -71,6 +78,8 @@ def _when(value: datetime | None) -> str:
 @handle_errors
 def send_test(email: str) -> None:
     """Send a sample digest to EMAIL through the configured relay (check SMTP, DKIM, rendering)."""
+    from digest import pipeline, store
+
     address = store.normalize_email(email)
     pipeline.send_sample(state().context, address)
     info(f"Sent a sample digest to {address}; check it arrived, and its DKIM and layout.")

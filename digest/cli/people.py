@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
-import io
 import sys
+from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.table import Table
 
-from digest import pipeline, ranking, store
 from digest.cli.base import FORMAT, error, handle_errors, info, plain, print_json, state, stdout
 from digest.models import Subscriber, SubscriberStatus
+
+if TYPE_CHECKING:
+    from digest import pipeline, store
 
 CSV_COLUMNS = ("email", "keywords", "timezone", "send_hour", "frequency", "max_papers", "channels")
 
@@ -25,6 +28,8 @@ def _preferences(
     max_papers: int | None,
     channels: str | None = None,
 ) -> store.Preferences:
+    from digest import ranking, store
+
     defaults = state().settings.digest
     ranking.validate_profile(keywords)
     return store.Preferences(
@@ -60,6 +65,8 @@ def subscribe(
     channels: str | None,
 ) -> None:
     """Add a reader; without --confirmed they get a confirmation mail and stay pending."""
+    from digest import pipeline, store
+
     ctx = state().context
     preferences = _preferences(keywords, timezone, send_hour, frequency, max_papers, channels)
     subscriber, changed = store.add_subscriber(
@@ -90,6 +97,8 @@ def subscribe(
 @handle_errors
 def unsubscribe(email: str, goodbye: bool) -> None:
     """Stop all mail to a reader (pending digests are cancelled)."""
+    from digest import pipeline, store
+
     ctx = state().context
     changed = store.unsubscribe(ctx.engine, email=email, now=ctx.now(), goodbye=goodbye)
     subscriber = store.get_subscriber(ctx.engine, email=email)
@@ -130,6 +139,10 @@ def _as_row(s: Subscriber) -> dict[str, object]:
 @handle_errors
 def subscribers_list(statuses: tuple[str, ...], fmt: str) -> None:
     """Every reader with their status and profile."""
+    from rich.table import Table
+
+    from digest import store
+
     rows = [_as_row(s) for s in store.list_subscribers(state().context.engine, statuses=statuses)]
     if fmt == "json":
         print_json(rows)
@@ -160,21 +173,21 @@ def subscribers_import(file: Path, confirmed: bool) -> None:
 
     Bad rows are reported with their line number and skipped; importing twice changes nothing.
     """
+    from digest import pipeline, ranking
+
     ctx = state().context
-    added = updated = unchanged = queued = 0
-    problems: list[str] = []
-    # decode it whole first: a file in another encoding is refused before any row is imported
-    raw = file.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
+    counts: Counter[str] = Counter()
+    problems: list[tuple[int, str]] = []
+    # check the whole file first: one in another encoding is refused before any row is imported
+    bad_line = _first_non_utf8_line(file)
+    if bad_line is not None:
         error(
-            f"{file}: line {line} is not UTF-8 text, so nothing was imported. Save it as "
+            f"{file}: line {bad_line} is not UTF-8 text, so nothing was imported. Save it as "
             f"'CSV UTF-8', or convert it: iconv -f cp1252 -t utf-8 {file} > readers.csv"
         )
-        raise SystemExit(2) from None
-    with io.StringIO(text, newline="") as handle:
+        raise SystemExit(2)
+    # then read it row by row: a million readers need no more memory than a thousand
+    with file.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)
         missing = {"email", "keywords"} - set(reader.fieldnames or ())
         if missing:
@@ -182,8 +195,8 @@ def subscribers_import(file: Path, confirmed: bool) -> None:
                 f"{file}: the header must name the columns email and keywords (missing: {', '.join(sorted(missing))})"
             )
             raise SystemExit(2)
+        batch: list[tuple[int, str, store.Preferences]] = []
         for row in reader:
-            line = reader.line_num
             try:
                 preferences = _preferences(
                     (row.get("keywords") or "").strip(),
@@ -193,48 +206,87 @@ def subscribers_import(file: Path, confirmed: bool) -> None:
                     _int_or_none(row.get("max_papers"), "max_papers"),
                     (row.get("channels") or "").strip() or None,
                 )
-                existed = _exists(ctx.engine, row.get("email") or "")
-                subscriber, changed = store.add_subscriber(
-                    ctx.engine,
-                    row.get("email") or "",
-                    preferences,
-                    confirmed=confirmed,
-                    now=ctx.now(),
-                )
             except (ValueError, ranking.ProfileError) as exc:
-                problems.append(f"line {line}: {exc}")
+                problems.append((reader.line_num, str(exc)))
                 continue
-            if not changed:
-                unchanged += 1
-                continue
-            if existed:
-                updated += 1
-            else:
-                added += 1
-            if subscriber.status == SubscriberStatus.PENDING:
-                assert subscriber.id is not None
-                ctx.store.mails.queue(subscriber.id, store.MailKind.CONFIRMATION, now=ctx.now())
-                queued += 1
-    if queued:
+            batch.append((reader.line_num, row.get("email") or "", preferences))
+            if len(batch) == IMPORT_BATCH:
+                _save_batch(ctx, batch, confirmed, counts, problems)
+                batch = []
+        _save_batch(ctx, batch, confirmed, counts, problems)
+    problems.sort()
+    messages = [f"line {line}: {problem}" for line, problem in problems]
+    if counts["queued"]:
         try:
             pipeline.send_mails_now(ctx)
         except pipeline.MailError as exc:
-            problems.append(f"{queued} confirmation mail(s) stay queued for the next run: {exc}")
-    for problem in problems:
-        error(problem)
+            messages.append(
+                f"{counts['queued']} confirmation mail(s) stay queued for the next run: {exc}"
+            )
+    for message in messages:
+        error(message)
     info(
-        f"Imported {file}: {added} added, {updated} updated, {unchanged} unchanged, {len(problems)} skipped."
+        f"Imported {file}: {counts['added']} added, {counts['updated']} updated, "
+        f"{counts['unchanged']} unchanged, {len(problems)} skipped."
     )
-    if problems:
+    if messages:
         raise SystemExit(1)
 
 
-def _exists(engine: object, email: str) -> bool:
-    try:
-        store.get_subscriber(engine, email=email)  # type: ignore[arg-type]
-    except store.UnknownSubscriber:
-        return False
-    return True
+IMPORT_BATCH = 2000
+
+
+def _save_batch(
+    ctx: pipeline.Context,
+    batch: list[tuple[int, str, store.Preferences]],
+    confirmed: bool,
+    counts: Counter[str],
+    problems: list[tuple[int, str]],
+) -> None:
+    """Save checked rows in one go (with their confirmation mails queued) and count what happened."""
+    from digest import store
+
+    results = store.save_subscribers(
+        ctx.engine,
+        [(email, p) for _, email, p in batch],
+        confirmed=confirmed,
+        now=ctx.now(),
+        mail=_import_mail,
+    )
+    for (line, _, _), result in zip(batch, results, strict=True):
+        if isinstance(result, store.InvalidSubscriber):
+            problems.append((line, str(result)))
+            continue
+        counts["added" if result.added else "updated" if result.changed else "unchanged"] += 1
+        counts["queued"] += _import_mail(result) is not None
+
+
+def _import_mail(saved: store.Saved) -> store.MailKind | None:
+    """An imported reader left pending by a change is asked to confirm; nobody else is mailed."""
+    from digest import store
+
+    if saved.changed and saved.subscriber.status == SubscriberStatus.PENDING:
+        return store.MailKind.CONFIRMATION
+    return None
+
+
+def _first_non_utf8_line(file: Path) -> int | None:
+    """The line number of the first bytes that are not UTF-8, or None when all of it is."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    newlines = 0
+    with file.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                # exc.object is the chunk after any bytes held back from the last one (never "\n")
+                return newlines + exc.object[: exc.start].count(b"\n") + 1
+            newlines += chunk.count(b"\n")
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return newlines + 1
+    return None
 
 
 def _int_or_none(value: str | None, name: str) -> int | None:
@@ -250,6 +302,8 @@ def _int_or_none(value: str | None, name: str) -> int | None:
 @handle_errors
 def subscribers_export() -> None:
     """Write every reader as CSV to stdout (the import format, plus status)."""
+    from digest import store
+
     writer = csv.DictWriter(
         sys.stdout, fieldnames=[*CSV_COLUMNS, "status"], extrasaction="ignore", lineterminator="\n"
     )

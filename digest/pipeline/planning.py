@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from digest import store
@@ -13,14 +14,20 @@ from digest.models import (
 from digest.pipeline.context import Context
 
 
-def local_date(subscriber: Subscriber, now: datetime) -> date:
+def local_date(subscriber: Subscriber | store.Timing, now: datetime) -> date:
     """The subscriber's calendar date at `now`."""
-    return now.astimezone(ZoneInfo(subscriber.timezone)).date()
+    return _local(now, subscriber.timezone).date()
 
 
-def is_due(subscriber: Subscriber, now: datetime) -> bool:
+def is_due(subscriber: Subscriber | store.Timing, now: datetime) -> bool:
     """True once the subscriber's send hour has come in their own time zone."""
-    return now.astimezone(ZoneInfo(subscriber.timezone)).hour >= subscriber.send_hour
+    return _local(now, subscriber.timezone).hour >= subscriber.send_hour
+
+
+@lru_cache(maxsize=1024)
+def _local(now: datetime, timezone: str) -> datetime:
+    # A million readers share a few hundred zones: convert `now` once per zone, not per reader.
+    return now.astimezone(ZoneInfo(timezone))
 
 
 def plan(
@@ -47,32 +54,34 @@ def planned_batches(
 ) -> Iterator[list[store.PlannedDelivery]]:
     """The rows `plan` would create, a batch of readers at a time (the dry run reads them too)."""
     now = ctx.now()
-    for batch in store.iter_active(ctx.engine):
+    for batch in store.iter_timings(ctx.engine):
         planned: list[store.PlannedDelivery] = []
         for subscriber in batch:
             if due_only and not is_due(subscriber, now):
                 continue
             day = digest_date or local_date(subscriber, now)
             planned.extend(
-                store.PlannedDelivery(subscriber.id, day, channel)  # type: ignore[arg-type]
+                store.PlannedDelivery(subscriber.id, day, channel)
                 for channel in subscriber.channels
             )
         yield _drop_weekly_not_due(ctx, batch, planned)
 
 
 def _drop_weekly_not_due(
-    ctx: Context, batch: Sequence[Subscriber], planned: list[store.PlannedDelivery]
+    ctx: Context, batch: Sequence[store.Timing], planned: list[store.PlannedDelivery]
 ) -> list[store.PlannedDelivery]:
     weekly = {s.id for s in batch if s.frequency == "weekly"}
     if not weekly:
         return planned
+    last: dict[str, dict[int, date]] = {}  # per channel, one query for the whole batch
     kept = []
     for item in planned:
         if item.subscriber_id in weekly:
-            last = ctx.store.deliveries.last_digest_dates(
-                [item.subscriber_id], channel=item.channel
-            )
-            previous = last.get(item.subscriber_id)
+            if item.channel not in last:
+                last[item.channel] = ctx.store.deliveries.last_digest_dates(
+                    weekly, channel=item.channel
+                )
+            previous = last[item.channel].get(item.subscriber_id)
             if previous is not None and item.digest_date - previous < timedelta(days=7):
                 continue
         kept.append(item)
