@@ -10,6 +10,7 @@ those rows as its own, and a rerun after a crash takes them over like the sender
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -145,10 +146,9 @@ class PreparerProcess:
         if isinstance(message, BaseException):
             self._done = True
             raise message
-        try:
+        # The preparer may have finished already: its None then waits in the pipe for next().
+        with contextlib.suppress(OSError):
             self._conn.send("more")
-        except OSError:
-            pass  # the preparer already finished: its None waits in the pipe for the next read
         return message  # type: ignore[no-any-return]
 
     def close(self) -> list[int]:
