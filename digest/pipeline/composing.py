@@ -135,22 +135,42 @@ def compose_once(
     wanted = sorted(set(units))
     recorded = ctx.store.digests.get_many(wanted)
     missing = [unit for unit in wanted if unit not in recorded]
+    composed: dict[Unit, Digest | None] = {}
     if missing:
         fresh = _compose_missing(ctx, missing, subscribers)
-        recorded.update(
-            ctx.store.digests.save(fresh, now=ctx.now())
+        saved = (
+            ctx.store.digests.save([c for c, _ in fresh], now=ctx.now())
             if record
-            else {(c.subscriber_id, c.digest_date): c for c in fresh}
+            else {(c.subscriber_id, c.digest_date): c for c, _ in fresh}
         )
+        for composition, digest in fresh:
+            unit = (composition.subscriber_id, composition.digest_date)
+            if _same(saved[unit], composition):
+                composed[unit] = digest  # ours was recorded: no need to read it back
+            else:
+                recorded[unit] = saved[unit]  # another process composed it first: use theirs
     papers = store.papers_by_ids(
         ctx.engine, {item.paper_id for c in recorded.values() for item in c.items}
     )
-    return {unit: _digest_of(ctx, recorded[unit], subscribers[unit[0]], papers) for unit in wanted}
+    for unit, composition in recorded.items():
+        composed[unit] = _digest_of(ctx, composition, subscribers[unit[0]], papers)
+    return {unit: composed[unit] for unit in wanted}
+
+
+def _same(a: store.Composition, b: store.Composition) -> bool:
+    """Whether two compositions of a unit hold the same content (ids aside)."""
+    return (a.items, a.fallback, a.failed_sources, a.since, a.until) == (
+        b.items,
+        b.fallback,
+        b.failed_sources,
+        b.since,
+        b.until,
+    )
 
 
 def _compose_missing(
     ctx: Context, units: Sequence[Unit], subscribers: dict[int, Subscriber]
-) -> list[store.Composition]:
+) -> list[tuple[store.Composition, Digest | None]]:
     """Rank the units not composed yet: each window starts where the reader's last digest stopped.
 
     A window ends at the newest stored paper (not the clock), so every reader composed after the
@@ -158,7 +178,7 @@ def _compose_missing(
     are loaded and indexed once for all of them.
     """
     until = store.newest_seen_at(ctx.engine, until=ctx.now()) or ctx.now()
-    compositions: list[store.Composition] = []
+    compositions: list[tuple[store.Composition, Digest | None]] = []
     for day in sorted({day for _, day in units}):
         ids = [sid for sid, d in units if d == day]
         previous = ctx.store.digests.previous_until(ids, before=day)
@@ -176,7 +196,7 @@ def _compose_missing(
             exclude=[recommended.get(sid, set()) for sid in ids],
         )
         for sid, window, digest in zip(ids, windows, digests, strict=True):
-            compositions.append(_composition_of(sid, day, window, digest))
+            compositions.append((_composition_of(sid, day, window, digest), digest))
     return compositions
 
 

@@ -7,13 +7,14 @@ digest contains. A paper recommended in one composition is never recommended in 
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, and_, func, select, tuple_
+from sqlalchemy import Connection, Engine, Table, and_, func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -168,20 +169,7 @@ class Digests:
                 for digest_id, subscriber_id, day in connection.execute(statement):
                     unit = (subscriber_id, _day(day))
                     kept[unit] = _with_id(by_unit[unit], digest_id)
-            rows = [
-                {
-                    "digest_id": composition.id,
-                    "paper_id": item.paper_id,
-                    "section": item.section,
-                    "rank": item.rank,
-                    "score": float(item.score),
-                    "matched": list(item.matched),
-                }
-                for composition in kept.values()
-                for item in composition.items
-            ]
-            if rows:
-                connection.execute(_items.insert(), rows)
+            _insert_items(connection, list(kept.values()))
         lost = [unit for unit in by_unit if unit not in kept]
         if lost:
             kept.update(self.get_many(lost))
@@ -281,6 +269,27 @@ class Digests:
                 updated = _aware(sent_at) if sent_at else datetime.combine(digest_day, time(), UTC)
                 items.append(FeedItem(digest_day, updated, paper_id, score, tuple(matched or ())))
         return items
+
+
+def _insert_items(connection: Connection, compositions: Sequence[Composition]) -> None:
+    """Every paper of these compositions, in one driver-level executemany.
+
+    About ten rows per reader: through the ORM's per-row processing this was a fifth of the time
+    it takes to prepare a batch; the values here are plain, so they go to the driver as they are.
+    """
+    rows = [
+        (c.id, i.paper_id, i.section, i.rank, float(i.score), json.dumps(list(i.matched)))
+        for c in compositions
+        for i in c.items
+    ]
+    if not rows:
+        return
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    connection.exec_driver_sql(
+        "INSERT INTO digest_items (digest_id, paper_id, section, rank, score, matched) "
+        f"VALUES ({', '.join([mark] * 6)})",
+        rows,
+    )
 
 
 def _still_counts() -> Any:
