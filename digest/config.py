@@ -165,8 +165,8 @@ class DeliverySettings(_Section):
     bounce_after: int = Field(default=3, ge=1)
     """Permanent refusals (5xx) of one address before it is marked bounced."""
     prepare_process: Literal["auto", "always", "never"] = "auto"
-    """Compose and render in a second process while this one sends: "auto" does so on a
-    machine with two cores or more when more than two batches are due."""
+    """Compose and render in preparer processes (one per core) while this one sends: "auto"
+    does so on a machine with two cores or more when more than two batches are due."""
     transport: Literal["smtp", "file"] = "smtp"
     """smtp: send through [smtp]; file: write .eml files to outbox_dir for another system to send."""
     outbox_dir: str = "outbox"

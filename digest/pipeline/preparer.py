@@ -1,4 +1,4 @@
-"""Where the sender's batches come from: claimed and prepared in a thread, or in a second process.
+"""Where the sender's batches come from: claimed and prepared in a thread, or in other processes.
 
 Sending (the SMTP conversation, committing results) keeps one core busy; composing and rendering
 the next batches keeps another. With two cores, a preparer process claims and prepares batches
@@ -15,7 +15,7 @@ import logging
 import multiprocessing
 import os
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from digest import store
@@ -99,17 +99,50 @@ class Claimer:
         return Batch(claims, prepared, events)
 
 
-def wants_process(ctx: Context, prepare: Prepare, *, default: Prepare) -> bool:
-    """Whether to prepare in a second process: the setting, the cores, and enough work to share."""
+MAX_PREPARERS = 4
+
+
+def preparer_count(ctx: Context, prepare: Prepare, *, default: Prepare) -> int:
+    """How many preparer processes to start: the setting, the cores, and enough work to share.
+
+    Preparing a digest costs several times what sending it does, so on a machine with n cores
+    n preparers keep the sender fed (the sender itself needs less than half a core).
+    """
     mode = ctx.settings.delivery.prepare_process
     if mode == "never" or prepare is not default or ctx.now is not utcnow:
-        return False  # a custom clock or preparation cannot cross into another process
+        return 0  # a custom clock or preparation cannot cross into another process
+    cores = min(os.cpu_count() or 1, MAX_PREPARERS)
     if mode == "always":
-        return True
-    if (os.cpu_count() or 1) < 2:
-        return False
+        return max(cores, 1)
+    if cores < 2:
+        return 0
     due = ctx.store.deliveries.counts().get("pending", 0)
-    return due > 2 * ctx.settings.delivery.batch_size
+    return min(cores, due // (2 * ctx.settings.delivery.batch_size))
+
+
+class Preparers:
+    """Several preparer processes; `next()` takes whichever batch is ready first."""
+
+    def __init__(self, ctx: Context, owner: str, count: int) -> None:
+        self._all = [PreparerProcess(ctx, owner) for _ in range(count)]
+        self._active = list(self._all)
+
+    def next(self) -> Batch | None:
+        """The next ready batch from any preparer (None once every one has finished)."""
+        while self._active:
+            ready = wait([p.connection for p in self._active])
+            for preparer in self._active:
+                if preparer.connection in ready:
+                    batch = preparer.next()
+                    if batch is not None:
+                        return batch
+                    self._active.remove(preparer)
+                    break
+        return None
+
+    def close(self) -> list[int]:
+        """Stop every preparer; returns the claims of batches made and never taken."""
+        return [claim for preparer in self._all for claim in preparer.close()]
 
 
 class PreparerProcess:
@@ -130,6 +163,11 @@ class PreparerProcess:
         self._process.start()
         child.close()
         self._done = False
+
+    @property
+    def connection(self) -> Connection:
+        """The pipe this preparer's batches arrive on (for waiting on several)."""
+        return self._conn
 
     def next(self) -> Batch | None:
         """The next prepared batch (None when the preparer found nothing more to claim)."""

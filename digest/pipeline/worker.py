@@ -2,9 +2,10 @@
 
 How a worker runs (one asyncio loop per `send_pending` call, one SMTP pool for all its batches):
 
-- the next batch is claimed, composed and rendered while the current one is being sent, so the
-  connections never wait for the database or the templates: in a second process when the
-  machine has the cores for it (pipeline/preparer.py), else in a thread;
+- the next batches are claimed, composed and rendered while the current one is being sent, so
+  the connections never wait for the database or the templates: in preparer processes (one per
+  core) when the machine has the cores and the run the work for it (pipeline/preparer.py), else
+  in a thread;
 - the transport sends over `[smtp] connections` reused connections;
 - every result goes to the recorder thread (pipeline/recorder.py), which commits in small groups.
 
@@ -36,7 +37,7 @@ from digest.deliver.transport import RelayError, SendResult, Transport
 from digest.pipeline.batch import Prepare, Prepared, prepare_batch
 from digest.pipeline.context import Context, Progress, run_sync
 from digest.pipeline.health import note_relay, observe_sending
-from digest.pipeline.preparer import Claimer, PreparerProcess, wants_process
+from digest.pipeline.preparer import Claimer, Preparers, preparer_count
 from digest.pipeline.recorder import Recorder
 from digest.pipeline.report import Listener, SendReport
 
@@ -141,9 +142,10 @@ class _Sender:
         self.ctx, self.transport, self.owner = ctx, transport, owner
         self.progress, self.report = progress, report
         self.claimer = Claimer(ctx, owner, prepare)
-        self.preparer: PreparerProcess | None = None
-        if wants_process(ctx, prepare, default=prepare_batch):
-            self.preparer = PreparerProcess(ctx, owner)
+        self.preparer: Preparers | None = None
+        count = preparer_count(ctx, prepare, default=prepare_batch)
+        if count:
+            self.preparer = Preparers(ctx, owner, count)
         self.connections = getattr(getattr(transport, "settings", None), "connections", 1)
         self.progressed = asyncio.Event()
 
