@@ -6,6 +6,7 @@ Every test talks to uvicorn on 127.0.0.1 with httpx; mails arrive at a real aios
 from __future__ import annotations
 
 import re
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import httpx
 import pytest
 from freezegun import freeze_time
 
-from digest import store
+from digest import pipeline, store
 from digest.models import Subscriber, SubscriberStatus
 from digest.sources import parse_feed
 from digest.tokens import Scope, Signer
@@ -430,3 +431,34 @@ def test_the_preview_shows_a_titles_latex_as_unicode(live_site: LiveSite) -> Non
 
     assert "Heterogeneous Clients with 𝒪(√(T)) Regret" in response.text
     assert "\\mathcal" not in response.text
+
+
+def test_a_sign_up_while_the_relay_is_down_is_confirmed_by_the_next_run(
+    make_site: Any, make_settings: Any, smtp_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.conftest import free_port
+
+    down = make_site(smtp={"port": free_port(), "retries": 0, "timeout": 2})
+    with down.client() as client:
+        answer = subscribe(client, "patient@uni.example", "graph neural networks")
+    assert answer.status_code == 200 and "inbox" in answer.text.lower()
+
+    # The page answered as usual; the mail could not go, and waits in the queue.
+    deadline = time.monotonic() + 10
+    while "stays queued for the next run" not in caplog.text:
+        assert time.monotonic() < deadline, "the sign-up's mail was never tried"
+        time.sleep(0.05)
+    assert down.ctx.store.mails.counts() == {"pending": 1}
+    assert smtp_server.to("patient@uni.example") == []
+
+    # The relay is back: the next run sends the confirmation, and its link works.
+    ctx = pipeline.build_context(make_settings(site={"base_url": down.url}))
+    report = pipeline.run(ctx, fetch_first=False)
+    assert report.mails == (1, 0)
+    [message] = smtp_server.to("patient@uni.example")
+    [confirm] = [link for link in links_in(message) if "/confirm/" in link]
+    with down.client() as client:
+        page = client.get(confirm)
+        done = client.post(confirm, data={"csrf_token": csrf_of(page.text)})
+    assert done.status_code == 200
+    assert store.get_subscriber(ctx.engine, email="patient@uni.example").status == "active"
