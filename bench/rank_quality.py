@@ -1,7 +1,12 @@
-"""Ranking quality on the judged set: nDCG@10 of the engine against plain BM25.
+"""Ranking quality on the judged set: nDCG@10 of the engine against plain BM25, and what it sends.
 
     python bench/rank_quality.py            # summary table
     python bench/rank_quality.py --details  # each profile's top 10 with grades
+
+Next to nDCG@10, for the engine as configured: what a digest of the default size would send,
+the precision of it (share of sent papers graded relevant, grade >= 1), and how many relevant
+papers it missed (relevant papers left out while a slot went to an irrelevant paper or stayed
+empty: min(relevant, size) - relevant sent).
 
 The judged set (tests/data/ranking/judged.json) grades papers of the sample feed for a handful of
 profiles. Plain BM25 is the textbook baseline: lowercase words without stemming, title and abstract
@@ -20,12 +25,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from digest.config import RankingSettings  # noqa: E402
+from digest.config import DigestSettings, RankingSettings  # noqa: E402
 from digest.models import Paper  # noqa: E402
 from digest.ranking import rank  # noqa: E402
 from tests.ranking_fixtures import load_judged, load_sample_papers  # noqa: E402
 
 K = 10
+SIZE = DigestSettings().max_papers
 
 
 def ndcg(ranked: list[str], grades: dict[str, int], k: int = K) -> float:
@@ -34,6 +40,14 @@ def ndcg(ranked: list[str], grades: dict[str, int], k: int = K) -> float:
     ideal = sorted(grades.values(), reverse=True)[:k]
     idcg = sum((2**g - 1) / math.log2(i + 2) for i, g in enumerate(ideal))
     return dcg / idcg if idcg else 0.0
+
+
+def sent_quality(sent: list[str], grades: dict[str, int], size: int = SIZE) -> tuple[float, int]:
+    """Precision of what is sent (1.0 when nothing is) and the relevant papers missed."""
+    relevant = {key for key, grade in grades.items() if grade >= 1}
+    hits = sum(1 for key in sent[:size] if key in relevant)
+    precision = hits / len(sent[:size]) if sent else 1.0
+    return precision, min(len(relevant), size) - hits
 
 
 def plain_bm25(papers: list[Paper], profile: str, k1: float = 1.2, b: float = 0.75) -> list[str]:
@@ -73,12 +87,20 @@ def main() -> None:
         "engine, no threshold": lambda prof: _engine(papers, prof, RankingSettings(min_score=0)),
         "plain BM25": lambda prof: plain_bm25(papers, prof),
     }
-    results = {name: [] for name in systems}
-    print(f"{'profile':<36}" + "".join(f"{name:>22}" for name in systems))
+    results: dict[str, list[float]] = {name: [] for name in systems}
+    sent_stats: list[tuple[int, float, int]] = []
+    print(
+        f"{'profile':<36}"
+        + "".join(f"{name:>22}" for name in systems)
+        + f"{'sent':>6}{f'P@sent({SIZE})':>14}{'missed':>8}"
+    )
     for item in judged:
         grades = item["relevance"]
         row = f"{item['profile'][:35]:<36}"
         details = []
+        sent = [m.paper.key for m in rank(papers, [item["profile"]], limit=SIZE)[0]]
+        precision, missed = sent_quality(sent, grades)
+        sent_stats.append((len(sent), precision, missed))
         for name, system in systems.items():
             ranked = system(item["profile"])
             value = ndcg(ranked, grades)
@@ -87,8 +109,19 @@ def main() -> None:
             if args.details and name in ("engine", "plain BM25"):
                 shown = ", ".join(f"{k}:{grades.get(k, 0)}" for k in ranked[:K])
                 details.append(f"    {name}: {shown}")
+        row += f"{len(sent):>6}{precision:>14.3f}{missed:>8}"
+        if args.details:
+            shown = ", ".join(f"{k}:{grades.get(k, 0)}" for k in sent)
+            details.append(f"    sent: {shown}")
         print(row, *details, sep="\n")
-    print(f"{'mean nDCG@10':<36}" + "".join(f"{sum(v) / len(v):>22.3f}" for v in results.values()))
+    n = len(sent_stats)
+    print(
+        f"{'mean nDCG@10 | sent precision, missed':<36}"
+        + "".join(f"{sum(v) / len(v):>22.3f}" for v in results.values())
+        + f"{sum(s for s, _, _ in sent_stats) / n:>6.1f}"
+        + f"{sum(p for _, p, _ in sent_stats) / n:>14.3f}"
+        + f"{sum(m for _, _, m in sent_stats):>8}"
+    )
 
 
 def _engine(papers: list[Paper], profile: str, settings: RankingSettings) -> list[str]:

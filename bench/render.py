@@ -28,6 +28,8 @@ from digest import render
 from digest.config import SAMPLE_FEED, EmailSettings, SiteSettings
 from digest.deliver.message import DkimSigner, build_message
 from digest.models import Digest, DigestLinks, Match, Paper, Subscriber
+from digest.ranking import with_snippets
+from digest.render import text, views
 
 NAMES = ["Ada Lovelace", "Alan Turing", "Grace Hopper", "Kurt Gödel", "Barbara Liskov", "Zhang Wei"]
 TERMS = ["federated learning", "distillation", "diffusion", "LLM agents", "reasoning", "video"]
@@ -63,9 +65,12 @@ def digests(count: int, per: int, papers: list[Paper]) -> list[Digest]:
             Digest(
                 subscriber=Subscriber(email=address, keywords=", ".join(rng.sample(TERMS, 3))),
                 digest_date=date(2025, 11, 27),
+                # with the snippet each match carries (chosen once per paper and terms, as a run does)
                 matches=tuple(
-                    Match(p, 10.0 - i, tuple(rng.sample(TERMS, 2)))
-                    for i, p in enumerate(chosen[:per])
+                    with_snippets(
+                        Match(p, 10.0 - i, tuple(rng.sample(TERMS, 2)))
+                        for i, p in enumerate(chosen[:per])
+                    )
                 ),
                 trending=tuple(Match(p, 0.0) for p in chosen[per:]),
                 links=DigestLinks(
@@ -75,6 +80,15 @@ def digests(count: int, per: int, papers: list[Paper]) -> list[Digest]:
                     feed_atom=f"https://digest.example.org/f/{token}.atom",
                     feed_rss=f"https://digest.example.org/f/{token}.rss",
                     home="https://digest.example.org/",
+                    view=f"https://digest.example.org/digest/{token}/2025-11-27",
+                    more={
+                        p.key: f"https://digest.example.org/s/{token}/{i}/more"
+                        for i, p in enumerate(chosen)
+                    },
+                    fewer={
+                        p.key: f"https://digest.example.org/s/{token}/{i}/fewer"
+                        for i, p in enumerate(chosen)
+                    },
                 ),
             )
         )
@@ -122,8 +136,8 @@ def main() -> None:
     compile_s = time.process_time() - started
 
     # Step by step, each over all digests (caches cleared first: a run starts cold).
-    render._paper_view.cache_clear()
-    render.wrap.cache_clear()
+    views._paper_view.cache_clear()
+    text.wrap.cache_clear()
     html_template = renderer._html["digest"][1]
     text_template = renderer._text["digest"][1]
     t0 = time.process_time()
@@ -137,8 +151,8 @@ def main() -> None:
     t3 = time.process_time()
 
     # End to end: render + build, the way a worker does it.
-    render._paper_view.cache_clear()
-    render.wrap.cache_clear()
+    views._paper_view.cache_clear()
+    text.wrap.cache_clear()
     sizes = []
     built = []
     t4 = time.process_time()

@@ -157,6 +157,19 @@ class Match:
     paper: Paper
     score: float
     matched: tuple[str, ...] = ()
+    partial: bool = False
+    """No interest matched in full, only part of a multi-word one (`matched` names it)."""
+    snippet: Snippet | None = None
+    """The abstract's sentences where the matched terms occur, with the terms marked."""
+
+
+@dataclass(frozen=True, slots=True)
+class Snippet:
+    """A passage of a paper's abstract and the character ranges in it that matched the profile."""
+
+    text: str
+    marks: tuple[tuple[int, int], ...] = ()
+    """(start, end) offsets into `text`, ascending and not overlapping."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +194,8 @@ class Digest:
     links: DigestLinks = field(default_factory=lambda: DigestLinks())
     fallback: bool = False
     """True when nothing matched and the day's trending papers were sent instead."""
+    papers_read: int = 0
+    """How many new papers the digest picked from (the masthead's "read" count)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +208,11 @@ class DigestLinks:
     feed_atom: str = ""
     feed_rss: str = ""
     home: str = ""
+    view: str = ""
+    """This digest as a web page (and the reader's archive of past ones)."""
+    more: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    """Paper key -> its signed "more like this" page; "fewer" likewise."""
+    fewer: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,8 @@ class Scope(StrEnum):
     CONFIRM = "confirm"
     UNSUBSCRIBE = "unsubscribe"
     PREFERENCES = "preferences"
+    DIGEST = "digest"
+    """Read the reader's digests on the web ("View in browser"); changes nothing."""
 
 
 class TokenError(Exception):

@@ -10,7 +10,7 @@ import base64
 import json
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -20,6 +20,7 @@ from aiosmtpd.controller import Controller
 
 from digest.config import EmailSettings, SiteSettings
 from digest.models import Digest, DigestLinks, Match, Paper, SourceStatus, Subscriber
+from digest.ranking import with_snippets
 from digest.render import EmailRenderer
 
 DATA = Path(__file__).parent / "data" / "email"
@@ -74,10 +75,13 @@ def hostile_paper() -> Paper:
     )
 
 
-def links_for(email: str) -> DigestLinks:
+def links_for(email: str, papers: Sequence[Paper] = ()) -> DigestLinks:
     """The personal links a subscriber's digest carries (tokens kept short, as the web app makes them)."""
     token = base64.urlsafe_b64encode(email.encode()).decode().rstrip("=")
     return DigestLinks(
+        view=f"{BASE}/digest/{token}/2025-11-27",
+        more={p.key: f"{BASE}/steer/{token}/{i + 1}/more" for i, p in enumerate(papers)},
+        fewer={p.key: f"{BASE}/steer/{token}/{i + 1}/fewer" for i, p in enumerate(papers)},
         preferences=f"{BASE}/preferences/{token}",
         unsubscribe=f"{BASE}/unsubscribe/{token}",
         unsubscribe_mailto=f"mailto:unsubscribe+{token}@digest.example.org",
@@ -99,8 +103,10 @@ def make_digest(
 ) -> Digest:
     """A digest as the pipeline hands it to the renderer."""
     matches = tuple(
-        Match(p, 10.0 - i, ("federated learning", "distillation")[: 1 + i % 2])
-        for i, p in enumerate(papers[:count])
+        with_snippets(
+            Match(p, 10.0 - i, ("federated learning", "distillation")[: 1 + i % 2])
+            for i, p in enumerate(papers[:count])
+        )
     )
     hot = tuple(Match(p, 0.0) for p in papers[count : count + trending])
     return Digest(
@@ -109,8 +115,9 @@ def make_digest(
         matches=() if fallback else matches,
         trending=hot,
         failed_sources=tuple(SourceStatus(name, False, "timed out") for name in failed),
-        links=links_for(email),
+        links=links_for(email, papers[:count]),
         fallback=fallback,
+        papers_read=148,
     )
 
 

@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from digest.config import SAMPLE_FEED
-from digest.feeds import FeedEntry, atom_feed, entry_id, rss_feed
 from digest.models import Paper
+from digest.render.feeds import FeedEntry, atom_feed, entry_id, rss_feed
 from digest.sources import parse_feed
 
 NODE_DIR = Path(__file__).parent / "node"

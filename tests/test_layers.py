@@ -19,7 +19,6 @@ LAYERS = {
     "store": 3,
     "ranking": 3,
     "render": 3,
-    "feeds": 3,
     "deliver": 3,
     "config": 4,
     "models": 4,
@@ -28,6 +27,7 @@ LAYERS = {
     "logs": 4,
     "metrics": 4,
     "text": 4,
+    "urls": 4,
 }
 # Each of these libraries is imported by one part only, so swapping it touches one place.
 HOMES = {

@@ -12,11 +12,14 @@ from digest.config import RankingSettings
 from digest.models import Paper
 from digest.ranking import (
     ProfileError,
+    apply_edits,
     build_corpus,
     explain,
     learn_acronyms,
     parse_profile,
     rank,
+    snippet,
+    steer,
     trending,
     validate_profile,
 )
@@ -69,7 +72,10 @@ def test_the_title_weighs_more_than_the_abstract(sample_papers):
 
 def test_all_words_close_together_score_far_above_some_of_them(sample_papers):
     matches = top(
-        sample_papers, "video diffusion", limit=148, settings=RankingSettings(min_score=0)
+        sample_papers,
+        "video diffusion",
+        limit=148,
+        settings=RankingSettings(min_score=0, partial_min_score=0),
     )
     by_key = {m.paper.key: m.score for m in matches}
     both = by_key["p054"]  # "ExVideo: Extending Video Diffusion Models ..."
@@ -251,6 +257,45 @@ def test_an_explanation_says_why_a_paper_is_left_out(sample_papers):
         explain(sample_papers, "segmentation", keys=["p999"])
 
 
+def test_part_of_an_interest_is_labelled_and_needs_a_stricter_threshold(sample_papers):
+    # no paper of the day is about graph neural networks or molecules; many say "neural network"
+    profile = "graph neural networks, molecules"
+    loose = top(sample_papers, profile, settings=RankingSettings(partial_min_score=0))
+    assert len(loose) == 10
+    assert all(m.partial and m.matched == ("graph neural networks",) for m in loose)
+
+    sent = top(sample_papers, profile)
+
+    # only p020, "... Neural Network Training ..." in its title, clears partial_min_score
+    assert keys(sent) == ["p020"] and sent[0].partial
+    [why] = explain(sample_papers, profile, keys=["p088"])
+    assert not why.recommended
+    assert why.reason.startswith("a partial match (part of a multi-word interest), relevance")
+    assert why.reason.endswith("is under partial_min_score 3")
+
+
+def test_words_of_an_interest_scattered_apart_are_a_partial_match(sample_papers):
+    # p073 has "a tool" in one sentence and "use" in another: not the interest "tool use"
+    matches = top(
+        sample_papers, "tool use", limit=148, settings=RankingSettings(partial_min_score=0)
+    )
+    scattered = next(m for m in matches if m.paper.key == "p073")
+    assert scattered.partial and scattered.matched == ("tool use",)
+    assert not next(m for m in matches if m.paper.key == "p074").partial  # "Boosting Tool Use ..."
+
+
+def test_full_matches_rank_above_partial_ones_whatever_the_scores(sample_papers):
+    profile = "graph neural networks, distillation"
+    matches = top(sample_papers, profile, limit=20, settings=RankingSettings(partial_min_score=0))
+    flags = [m.partial for m in matches]
+    assert flags == sorted(flags)  # every full match first
+    full = [m for m in matches if not m.partial]
+    assert full and all(m.matched == ("distillation",) for m in full)
+    # p020's partial match outscores most distillation papers, yet comes after all of them
+    p020 = next(m for m in matches if m.paper.key == "p020")
+    assert p020.score > full[-1].score and matches.index(p020) == len(full)
+
+
 # -- the batch -----------------------------------------------------------------------------------
 
 
@@ -388,3 +433,54 @@ def test_a_subscriber_gets_the_same_list_alone_or_in_any_batch(sample_papers):
     reversed_batch = [keys(r) for r in rank(sample_papers, profiles[::-1])][::-1]
     again = [keys(r) for r in rank(sample_papers, profiles)]  # reuses the prepared index
     assert alone == together == reversed_batch == again
+
+
+# -- evidence and steering -------------------------------------------------------------------------
+
+
+def marked(snippet) -> list[str]:
+    return [snippet.text[a:b] for a, b in snippet.marks]
+
+
+def test_the_snippet_is_the_sentence_that_shows_the_match_with_the_words_marked(paper):
+    p041 = paper("p041")  # says "distillation" only after its opening sentences
+    shown = snippet(p041, ("distillation",))
+    assert "distillation" in [w.lower() for w in marked(shown)]
+    assert not p041.abstract.startswith(shown.text)
+    # stems compare: "distilled" shows "distillation"
+    p147 = paper("p147")
+    assert "distilled" in marked(snippet(p147, ("distillation",)))
+    # a stray word of a phrase is no evidence: "learning" alone does not show "federated learning"
+    p070 = Paper(key="x", title="t", abstract="We study learning. Nothing federated here at all.")
+    assert snippet(p070, ("federated learning",)).text == ""
+
+
+def test_a_long_sentence_is_cut_around_its_first_mark():
+    words_ = " ".join(f"filler{i}" for i in range(150))
+    long = Paper(key="y", title="t", abstract=f"{words_} distillation {words_}.")
+    shown = snippet(long, ("distillation",))
+    assert len(shown.text) <= 422 and shown.text.startswith("…") and shown.text.endswith("…")
+    assert marked(shown) == ["distillation"]
+
+
+def test_more_and_fewer_edit_only_the_matched_terms_and_undo_restores(sample_papers):
+    profile = '"federated learning", distillation^2, -medical, cat:cs.LG'
+    edits = steer(profile, ("distillation",), "more", sample_papers[0], None)
+    changed = apply_edits(profile, edits)
+    assert changed == '"federated learning", distillation^2.5, -medical, cat:cs.LG'
+    # undone on a profile the reader edited since: only that term goes back
+    edited = changed + ", diffusion"
+    assert apply_edits(edited, [e.undone() for e in edits]) == profile + ", diffusion"
+    fewer = apply_edits(
+        profile, steer(profile, ("federated learning",), "fewer", sample_papers[0], None)
+    )
+    assert fewer == '"federated learning"^0.5, distillation^2, -medical, cat:cs.LG'
+
+
+def test_without_matched_terms_a_paper_adds_its_distinctive_phrase(sample_papers):
+    corpus = build_corpus(sample_papers)
+    calico = next(p for p in sample_papers if p.key == "p014")  # CALICO: ... Camera-LiDAR ...
+    [edit] = steer("diffusion", (), "fewer", calico, corpus)
+    assert edit.before is None and edit.term.startswith("-")
+    assert edit.term[1:] in calico.title.lower()
+    assert apply_edits("diffusion", [edit]) == f"diffusion, {edit.term}"

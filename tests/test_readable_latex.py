@@ -10,8 +10,8 @@ from pathlib import Path
 import feedparser
 
 from digest import ranking
-from digest.feeds import FeedEntry, atom_feed, rss_feed
 from digest.models import Match
+from digest.render.feeds import FeedEntry, atom_feed, rss_feed
 from digest.sources import parse_feed
 from tests.email_fixtures import make_digest
 

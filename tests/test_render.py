@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import replace
 from html import unescape
@@ -61,12 +62,14 @@ def test_each_paper_shows_title_link_authors_snippet_terms_and_pdf(renderer, pap
             assert f'href="{paper.pdf_url}"' in html
             assert paper.pdf_url in text
     many = next(p for p in papers[:10] if len(p.authors) > 4)
-    assert f"{', '.join(many.authors[:3])} and {len(many.authors) - 3} others" in unescape(html)
+    assert f"{', '.join(many.authors[:3])} et al." in unescape(html)
+    assert f"{', '.join(many.authors[:3])} et al." in text
     assert "Matched:" in html and "federated learning" in html
-    assert "Matched: federated learning" in text
-    # The snippet is the abstract's opening sentences, not the whole abstract.
-    first = papers[0].abstract.split(". ")[0]
-    assert first in unescape(html)
+    assert "matched: federated learning" in text
+    # The snippet is the sentence where the terms matched, the terms emphasised; not the abstract.
+    assert "While <b>Federated Learning</b> (<b>FL</b>) is gaining" in html
+    assert "training machine learning models" in html  # "learning" alone is no evidence
+    assert "While *Federated Learning* (*FL*) is gaining" in text
     assert papers[0].abstract[-80:] not in unescape(html)
 
 
@@ -133,7 +136,7 @@ def test_hostile_paper_renders_inert(renderer, papers):
     # 5,000 characters are cut to something a reader can take in.
     assert "A" * 400 not in html and "A" * 400 not in text
     assert len(html) < HTML_SIZE_LIMIT
-    assert "Sybil 5" not in html and "Sybil 0 and 39 others" in html  # 42 authors shortened
+    assert "Sybil 1" not in html and "Sybil 0 et al." in html  # 42 authors: the first three
 
 
 def test_hostile_title_keeps_the_pdf_link_out_when_it_is_not_a_clean_url(renderer):
@@ -294,3 +297,23 @@ def test_any_text_a_feed_brought_renders_to_inert_mail(renderer, papers, title, 
         assert not UNSAFE.search(part)
     assert "\n" not in rendered.subject and "\r" not in rendered.subject
     assert "<script" not in rendered.html.lower()
+
+
+GOLDEN = Path(__file__).parent / "data" / "email" / "golden"
+
+
+@pytest.mark.parametrize("part", ["html", "text"])
+def test_the_digest_matches_its_golden_copy(renderer, papers, part):
+    """A golden copy of one digest: any change to the layout shows up as a reviewable diff.
+
+    After an intended change, regenerate with DIGEST_UPDATE_GOLDEN=1 and review the diff.
+    """
+    digest = make_digest(papers, count=4, trending=2, failed=("arXiv cs.LG",))
+    *full, last = digest.matches
+    rendered = renderer.digest(replace(digest, matches=(*full, replace(last, partial=True))))
+    body = rendered.html if part == "html" else rendered.text
+    golden = GOLDEN / f"digest.{'html' if part == 'html' else 'txt'}"
+    if os.environ.get("DIGEST_UPDATE_GOLDEN"):
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(body, encoding="utf-8")
+    assert body == golden.read_text(encoding="utf-8"), f"differs from {golden}"

@@ -5,6 +5,7 @@ and call one function here; the stages below (sources, store, ranking, render, d
 each other. One module per step of the day.
 """
 
+from digest.pipeline.archive import ARCHIVE_DAYS, ArchivedDigest, archive, recorded_digest
 from digest.pipeline.composing import (
     Window,
     candidates,
@@ -31,10 +32,20 @@ from digest.pipeline.planning import is_due, local_date, plan
 from digest.pipeline.report import Outcome, ReaderOutcome, SendReport
 from digest.pipeline.running import RunReport, outcome_json, run
 from digest.pipeline.sample import send_sample
+from digest.pipeline.steering import (
+    SteerError,
+    SteerPlan,
+    apply_steer,
+    describe,
+    plan_steer,
+    undo_steer,
+)
 from digest.pipeline.upkeep import Pruned, housekeeping
 from digest.pipeline.worker import send_pending, worker_id
 
 __all__ = [
+    "ARCHIVE_DAYS",
+    "ArchivedDigest",
     "Context",
     "FetchReport",
     "MailError",
@@ -46,10 +57,15 @@ __all__ = [
     "SendReport",
     "SourceHealth",
     "Status",
+    "SteerError",
+    "SteerPlan",
     "Window",
+    "apply_steer",
+    "archive",
     "build_context",
     "candidates",
     "compose",
+    "describe",
     "explain",
     "fetch",
     "fetched_problems",
@@ -61,8 +77,10 @@ __all__ = [
     "note_relay",
     "outcome_json",
     "plan",
+    "plan_steer",
     "preview",
     "reader_feed",
+    "recorded_digest",
     "run",
     "run_sync",
     "search_feed",
@@ -72,6 +90,7 @@ __all__ = [
     "send_sample",
     "source_problems",
     "status",
+    "undo_steer",
     "utcnow",
     "watch_queue",
     "worker_id",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from pathlib import PurePath
 from urllib.parse import urlsplit
@@ -136,6 +136,7 @@ def compose_once(
     recorded = ctx.store.digests.get_many(wanted)
     missing = [unit for unit in wanted if unit not in recorded]
     composed: dict[Unit, Digest | None] = {}
+    fresh: list[tuple[store.Composition, Digest | None]] = []
     if missing:
         fresh = _compose_missing(ctx, missing, subscribers)
         saved = (
@@ -153,8 +154,13 @@ def compose_once(
         ctx.engine, {item.paper_id for c in recorded.values() for item in c.items}
     )
     for unit, composition in recorded.items():
-        composed[unit] = _digest_of(ctx, composition, subscribers[unit[0]], papers)
-    return {unit: composed[unit] for unit in wanted}
+        composed[unit] = _digest_of(composition, subscribers[unit[0]], papers)
+    windows = {
+        (c.subscriber_id, c.digest_date): (c.since, c.until)
+        for c in [*recorded.values(), *(c for c, _ in fresh)]
+    }
+    read = {w: store.count_papers_seen_between(ctx.engine, *w) for w in set(windows.values())}
+    return {unit: for_reader(ctx, composed[unit], read[windows[unit]]) for unit in wanted}
 
 
 def _same(a: store.Composition, b: store.Composition) -> bool:
@@ -166,6 +172,31 @@ def _same(a: store.Composition, b: store.Composition) -> bool:
         b.since,
         b.until,
     )
+
+
+def for_reader(ctx: Context, digest: Digest | None, papers_read: int) -> Digest | None:
+    """A composed digest as its reader gets it: each match with the snippet that shows its terms,
+    the reader's links (this digest's web page, "more / fewer like this"), the papers read."""
+    if digest is None:
+        return None
+    matches = ranking.with_snippets(digest.matches)
+    return replace(
+        digest,
+        matches=tuple(matches),
+        links=ctx.links(
+            digest.subscriber, digest_date=digest.digest_date, papers=[m.paper for m in matches]
+        ),
+        papers_read=papers_read,
+    )
+
+
+def recorded_for_reader(
+    ctx: Context, composition: store.Composition, subscriber: Subscriber
+) -> Digest | None:
+    """A recorded composition as its reader got it (the "View in browser" page)."""
+    papers = store.papers_by_ids(ctx.engine, {item.paper_id for item in composition.items})
+    read = store.count_papers_seen_between(ctx.engine, composition.since, composition.until)
+    return for_reader(ctx, _digest_of(composition, subscriber, papers), read)
 
 
 def _compose_missing(
@@ -207,7 +238,9 @@ def _composition_of(
     if digest is not None:
         for section, matches in (("match", digest.matches), ("trending", digest.trending)):
             items.extend(
-                store.ComposedItem(m.paper.id, section, rank, float(m.score), tuple(m.matched))
+                store.ComposedItem(
+                    m.paper.id, section, rank, float(m.score), tuple(m.matched), m.partial
+                )
                 for rank, m in enumerate(matches, start=1)
                 if m.paper.id is not None
             )
@@ -225,7 +258,6 @@ def _composition_of(
 
 
 def _digest_of(
-    ctx: Context,
     composition: store.Composition,
     subscriber: Subscriber,
     papers: dict[int, Paper],
@@ -237,7 +269,9 @@ def _digest_of(
     for item in composition.items:
         paper = papers.get(item.paper_id)
         if paper is not None:  # a paper deleted since is left out rather than invented
-            sections[item.section].append(Match(paper, item.score, item.matched))
+            sections[item.section].append(
+                Match(paper, item.score, item.matched, partial=item.partial)
+            )
     return Digest(
         subscriber=subscriber,
         digest_date=composition.digest_date,
@@ -247,7 +281,6 @@ def _digest_of(
             SourceStatus(name=name, ok=False, error=error or None)
             for name, error in composition.failed_sources
         ),
-        links=ctx.links(subscriber),
         fallback=composition.fallback,
     )
 
@@ -264,7 +297,7 @@ def preview(ctx: Context, keywords: str, *, limit: int = 10) -> list[Match]:
     [matches] = ranking.rank(
         window.papers, [keywords], settings=ctx.settings.ranking, corpus=window.corpus, limit=limit
     )
-    return matches
+    return ranking.with_snippets(matches)
 
 
 def explain(

@@ -11,7 +11,6 @@ from email.utils import parseaddr
 from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 from digest import ranking, store
 from digest.config import Settings
@@ -29,6 +28,7 @@ from digest.models import (
 from digest.pipeline.previews import SharedWindow
 from digest.render import EmailRenderer
 from digest.tokens import Scope, Signer
+from digest.urls import ReaderUrls
 
 T = TypeVar("T")
 
@@ -91,25 +91,42 @@ class Context:
         """The envelope sender (bounces go here)."""
         return parseaddr(self.settings.email.from_)[1]
 
-    def links(self, subscriber: Subscriber) -> DigestLinks:
-        """The reader's personal links, built from the configured base URL (never a Host header)."""
-        base = self.settings.site.base_url
+    @cached_property
+    def urls(self) -> ReaderUrls:
+        """Every reader URL, built from the configured base URL (never a Host header)."""
+        return ReaderUrls(self.settings.site.base_url)
+
+    def links(
+        self,
+        subscriber: Subscriber,
+        *,
+        digest_date: date | None = None,
+        papers: Sequence[Paper] = (),
+    ) -> DigestLinks:
+        """The reader's personal links, signed for this subscriber; with a digest's date and
+        papers, also its web page and each paper's "more / fewer like this" page."""
+        urls = self.urls
         if subscriber.id is None:
-            return DigestLinks(home=base + "/")
+            return DigestLinks(home=urls.home())
         link = subscriber.link_secret
         unsubscribe = self.signer.make(Scope.UNSUBSCRIBE, subscriber.id, link=link)
         preferences = self.signer.make(Scope.PREFERENCES, subscriber.id, link=link)
-        feed = quote(subscriber.feed_token)
+        steerable = [p for p in papers if p.id is not None]
         mailto = ""
         if self.sender:
             mailto = f"mailto:{self.sender}?subject=unsubscribe%20{unsubscribe}"
         return DigestLinks(
-            preferences=f"{base}/preferences/{preferences}",
-            unsubscribe=f"{base}/unsubscribe/{unsubscribe}",
+            preferences=urls.preferences(preferences),
+            unsubscribe=urls.unsubscribe(unsubscribe),
             unsubscribe_mailto=mailto,
-            feed_atom=f"{base}/feeds/{feed}.atom" if feed else "",
-            feed_rss=f"{base}/feeds/{feed}.rss" if feed else "",
-            home=base + "/",
+            feed_atom=urls.feed(subscriber.feed_token, "atom"),
+            feed_rss=urls.feed(subscriber.feed_token, "rss"),
+            home=urls.home(),
+            view=urls.digest(self.signer.make(Scope.DIGEST, subscriber.id, link=link), digest_date)
+            if digest_date
+            else "",
+            more={p.key: urls.steer(preferences, p.id, "more") for p in steerable if p.id},
+            fewer={p.key: urls.steer(preferences, p.id, "fewer") for p in steerable if p.id},
         )
 
     def window_papers(self, since: datetime, until: datetime) -> list[Paper]:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
-from urllib.parse import quote
 
-from digest import feeds, store
-from digest.feeds import FeedEntry
+from digest import ranking, store
 from digest.models import Subscriber
 from digest.pipeline.composing import preview
 from digest.pipeline.context import Context
+from digest.render import feeds
+from digest.render.feeds import FeedEntry
 
 FEED_DAYS = 30
 """A private feed lists what was recommended in this many days."""
@@ -26,21 +25,26 @@ def reader_feed(ctx: Context, subscriber: Subscriber, kind: str) -> bytes:
     items = ctx.store.digests.feed_items(subscriber.id, since=since)
     papers = store.papers_by_ids(ctx.engine, [item.paper_id for item in items])
     entries = [
-        FeedEntry(papers[i.paper_id], i.digest_date, i.sent_at, i.matched)
+        FeedEntry(
+            papers[i.paper_id],
+            i.digest_date,
+            i.sent_at,
+            i.matched,
+            ranking.snippet(papers[i.paper_id], i.matched),
+            i.partial,
+        )
         for i in items
         if i.paper_id in papers
     ]
-    base, title = ctx.settings.site.base_url, ctx.settings.site.title
-    # Stable across feed-URL rotations (the id names the reader, not the URL).
-    feed_id = uuid.uuid5(uuid.NAMESPACE_URL, f"{base}/subscribers/{subscriber.id}/feed").urn
+    urls, title = ctx.urls, ctx.settings.site.title
     return _document(
         kind,
         entries,
-        feed_id=feed_id,
+        feed_id=urls.reader_feed_id(subscriber.id),
         title=f"{title}: your papers",
         description=f"Papers {title} recommended to you in the last {FEED_DAYS} days.",
-        self_url=f"{base}/feeds/{quote(subscriber.feed_token)}.{kind}",
-        site_url=base + "/",
+        self_url=urls.feed(subscriber.feed_token, kind),
+        site_url=urls.home(),
         fallback_updated=subscriber.confirmed_at or subscriber.created_at or ctx.now(),
     )
 
@@ -52,16 +56,18 @@ def search_feed(ctx: Context, query: str, kind: str) -> bytes:
     entries = []
     for match in matches:
         seen = match.paper.first_seen_at or match.paper.published_at or now
-        entries.append(FeedEntry(match.paper, seen.date(), seen, match.matched))
-    base, title = ctx.settings.site.base_url, ctx.settings.site.title
+        entries.append(
+            FeedEntry(match.paper, seen.date(), seen, match.matched, match.snippet, match.partial)
+        )
+    urls, title = ctx.urls, ctx.settings.site.title
     return _document(
         kind,
         entries,
-        feed_id=uuid.uuid5(uuid.NAMESPACE_URL, f"{base}/feeds/search?q={query}").urn,
+        feed_id=urls.search_feed_id(query),
         title=f"{title}: {query}",
         description=f"New papers matching {query}, from {title}.",
-        self_url=f"{base}/feeds/search.{kind}?q={quote(query)}",
-        site_url=base + "/",
+        self_url=urls.search_feed(query, kind),
+        site_url=urls.home(),
         # An empty feed keeps one `updated` per day, so its ETag holds until something changes.
         fallback_updated=datetime.combine(now.date(), time(), tzinfo=UTC),
     )

@@ -118,7 +118,7 @@ def _stale(claim: store.MailClaim, subscriber: Subscriber | None, oldest: object
 def _render(ctx: Context, claim: store.MailClaim, subscriber: Subscriber) -> RenderedEmail:
     assert subscriber.id is not None
     if claim.kind == store.MailKind.GOODBYE:
-        return ctx.renderer.goodbye(subscriber.email, ctx.settings.site.base_url + "/")
+        return ctx.renderer.goodbye(subscriber.email, ctx.urls.home())
     if claim.kind == store.MailKind.ALREADY_SUBSCRIBED:
         return ctx.renderer.already_subscribed(subscriber.email, ctx.links(subscriber).preferences)
     version = store.token_version(ctx.engine, subscriber.id)
@@ -126,9 +126,7 @@ def _render(ctx: Context, claim: store.MailClaim, subscriber: Subscriber) -> Ren
     # The mail shows what confirming applies: the sign-up's profile, not the stored one.
     pending = store.pending_preferences(ctx.engine, subscriber.id)
     shown = subscriber if pending is None else replace(subscriber, **asdict(pending))
-    return ctx.renderer.confirmation(
-        subscriber.email, f"{ctx.settings.site.base_url}/confirm/{token}", subscriber=shown
-    )
+    return ctx.renderer.confirmation(subscriber.email, ctx.urls.confirm(token), subscriber=shown)
 
 
 def send_mails_now(ctx: Context) -> None:

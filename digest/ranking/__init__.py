@@ -4,9 +4,11 @@ Pure: papers and profiles in, ranked matches out; no database, no network, no fi
 """
 
 from digest.ranking.corpus import Corpus, build_corpus
-from digest.ranking.engine import Ranking, prepared, rank, score_batch, trending
+from digest.ranking.engine import Ranking, prepared, rank, score_batch, threshold, trending
+from digest.ranking.evidence import snippet, with_snippets
 from digest.ranking.explain import Explanation, TermScore, explain
 from digest.ranking.profile import ProfileError, Query, Term, parse_profile, validate_profile
+from digest.ranking.steer import TermEdit, apply_edits, steer
 from digest.ranking.text import BUILTIN_ACRONYMS, learn_acronyms
 
 __all__ = [
@@ -17,7 +19,9 @@ __all__ = [
     "Query",
     "Ranking",
     "Term",
+    "TermEdit",
     "TermScore",
+    "apply_edits",
     "build_corpus",
     "explain",
     "learn_acronyms",
@@ -25,6 +29,10 @@ __all__ = [
     "prepared",
     "rank",
     "score_batch",
+    "snippet",
+    "steer",
+    "threshold",
     "trending",
     "validate_profile",
+    "with_snippets",
 ]

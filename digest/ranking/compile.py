@@ -78,6 +78,10 @@ class Compiler:
             key = self.keys[what] = unit_key(term, self.corpus)
         return (key, term.weight, term.exclude, term.text)
 
+    def unit_can_be_partial(self) -> np.ndarray:
+        """Per unit: whether a paper can match it in part (a multi-word term that is no phrase)."""
+        return np.fromiter((key[0] == "bag" for key in self.units), bool, len(self.units))
+
     def compile(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Entry ids of every profile, flat, and the profile each belongs to (blanks included)."""
         ids, owners = [np.empty(0, np.int32)], [np.empty(0, np.int32)]

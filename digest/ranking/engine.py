@@ -25,7 +25,7 @@ from digest.ranking.corpus import Corpus, corpus_from_stems, merged_acronyms
 from digest.ranking.index import PaperIndex
 from digest.ranking.profile import MAX_PROFILE_CHARS, MAX_TERMS, ProfileError, parse_profile
 from digest.ranking.text import stems
-from digest.ranking.topk import Scorer, matched_masks
+from digest.ranking.topk import Scorer, matched_masks, touched_masks
 from digest.ranking.units import UnitScorer
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,9 @@ VETO = -1e9
 """Weight of an exclusion term: one full match sinks the paper below any min_score."""
 TRENDING_SCALE = math.log1p(100.0)
 """Upvotes at which the trending boost reaches its full weight."""
+PARTIAL_DEPTH = 2
+"""Results fetched per profile, as a multiple of its limit: full matches rank above partial
+ones whatever their scores, so a few full matches may sit under the first `limit` scores."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +54,16 @@ class Ranking:
     paper_idx: np.ndarray
     score: np.ndarray
     matched_mask: np.ndarray  # bit t set: term t of the row's profile matched the paper
+    touched_mask: (
+        np.ndarray
+    )  # bit t set: term t (an interest) counted for the paper, in part or full
     term_ptr: np.ndarray  # distinct row r -> its terms in [term_ptr[r], term_ptr[r + 1])
     term_entry: np.ndarray  # -> index into entry_text
     entry_text: Sequence[str]
     limits: np.ndarray
     excluded: Sequence[frozenset[int]]
+    partial_floor: np.ndarray
+    """Per paper: the (boosted) score a partial match of it must reach."""
     timings: Mapping[str, float] = field(default_factory=dict)
     """Seconds per phase (papers, profiles, terms, matrices, top-k), for benchmarks and logs."""
 
@@ -72,9 +80,11 @@ class Ranking:
             self.paper_idx[lo:hi].tolist(),
             self.score[lo:hi].tolist(),
             self.matched_mask[lo:hi].tolist(),
+            self.touched_mask[lo:hi].tolist(),
             [self.entry_text[e] for e in entries],
             self.excluded[i],
             int(self.limits[i]),
+            self.partial_floor,
         )
 
     def __iter__(self) -> Iterator[list[Match]]:
@@ -83,6 +93,7 @@ class Ranking:
         term_entry, text = self.term_entry.tolist(), self.entry_text
         paper_idx, score = self.paper_idx.tolist(), self.score.tolist()
         mask, limits = self.matched_mask.tolist(), self.limits.tolist()
+        touched, floor = self.touched_mask.tolist(), self.partial_floor
         for i, r in enumerate(self.profile_row.tolist()):
             lo, hi = row_ptr[r], row_ptr[r + 1]
             yield _matches(
@@ -90,9 +101,11 @@ class Ranking:
                 paper_idx[lo:hi],
                 score[lo:hi],
                 mask[lo:hi],
+                touched[lo:hi],
                 [text[e] for e in term_entry[term_ptr[r] : term_ptr[r + 1]]],
                 self.excluded[i],
                 limits[i],
+                floor,
             )
 
 
@@ -101,25 +114,41 @@ def _matches(
     paper_idx: list[int],
     scores: list[float],
     masks: list[int],
+    touched: list[int],
     terms: list[str],
     excluded: frozenset[int],
     limit: int,
+    partial_floor: np.ndarray,
 ) -> list[Match]:
-    """One profile's Match list from its slice of the results (best first)."""
-    out: list[Match] = []
+    """One profile's Match list from its slice of the results: full matches best first, then the
+    partial ones that reach the stricter threshold (see `admits`)."""
+    full: list[Match] = []
+    partial: list[Match] = []
     if limit <= 0:
-        return out
+        return full
     shown: dict[int, tuple[str, ...]] = {}
-    for p, score, mask in zip(paper_idx, scores, masks, strict=True):
+    for p, score, mask, touch in zip(paper_idx, scores, masks, touched, strict=True):
         if p in excluded:
             continue
-        matched = shown.get(mask)
-        if matched is None:
-            matched = shown[mask] = _terms_of(mask, terms)
-        out.append(Match(papers[p], score, matched))
-        if len(out) >= limit:
-            break
-    return out
+        if mask:
+            matched = shown.get(mask)
+            if matched is None:
+                matched = shown[mask] = _terms_of(mask, terms)
+            full.append(Match(papers[p], score, matched))
+            if len(full) >= limit:
+                break
+        elif len(partial) < limit and touch and score >= partial_floor[p]:
+            partial.append(Match(papers[p], score, _terms_of(touch, terms), partial=True))
+    return (full + partial)[:limit]
+
+
+def threshold(settings: RankingSettings, *, partial: bool) -> float:
+    """The relevance (before trending) a paper must reach to be sent: the one threshold rule.
+
+    Every paper needs min_score; one that matches only part of a multi-word interest also needs
+    partial_min_score, so stray words of an interest do not fill a digest.
+    """
+    return max(settings.min_score, settings.partial_min_score if partial else 0.0, 1e-30)
 
 
 def _terms_of(mask: int, terms: list[str]) -> tuple[str, ...]:
@@ -218,10 +247,6 @@ def score_batch(
     profile_row = np.fromiter(
         (rows.setdefault(p, len(rows)) for p in profiles), np.int64, len(profiles)
     )
-    need = np.zeros(len(rows), np.int64)  # the deepest top-k any subscriber of a row needs
-    extra = np.fromiter((len(e) for e in excluded), np.int64, len(profiles)) + limits
-    np.maximum.at(need, profile_row, extra)
-
     texts = list(rows)
     compiler = Compiler(corpus, units.parsed)
     flat, owner = compiler.compile(texts)
@@ -233,6 +258,11 @@ def score_batch(
     keep = (flat >= 0) & ~invalid[owner]
     term_entry = flat[keep]
     term_ptr = np.concatenate([[0], np.cumsum(np.bincount(owner[keep], minlength=len(rows)))])
+    can_be_partial = compiler.unit_can_be_partial()[entry_unit[term_entry]]
+    need = _depths(
+        profile_row, limits, excluded, term_ptr, can_be_partial & ~entry_exclude[term_entry]
+    )
+    keep_per_row = _depths(profile_row, limits, excluded, term_ptr, np.zeros(len(term_entry), bool))
 
     clock.lap("profiles")
     unit, paper, score, is_full = units.score_units(list(compiler.units))
@@ -261,6 +291,13 @@ def score_batch(
 
     term_unit = entry_unit[term_entry]
     term_exclude = entry_exclude[term_entry]
+    term_row = np.repeat(np.arange(len(rows)), np.diff(term_ptr))
+    ordinal = np.arange(len(term_entry)) - term_ptr[term_row]
+    include_mask = np.bincount(
+        term_row,
+        np.where(term_exclude, 0, np.left_shift(np.int64(1), ordinal)).astype(np.float64),
+        minlength=len(rows),
+    ).astype(np.int64)
     q = sp.csr_matrix(
         (
             np.where(term_exclude, np.float32(VETO), entry_weight[term_entry]).astype(np.float32),
@@ -271,15 +308,34 @@ def score_batch(
     )
 
     boost = trending_boost(papers, settings.trending_weight)
-    scorer = Scorer(u, q, boost, settings.min_score, int(need.max(initial=0)))
+    partial_floor = np.float32(threshold(settings, partial=True)) * boost
+    floor = threshold(settings, partial=False)
+    scorer = Scorer(u, q, boost, floor, int(need.max(initial=0)))
     clock.lap("matrices")
-    out_counts, out_papers, out_scores, out_masks = [], [], [], []
+    out_counts, out_papers, out_scores, out_masks, out_touched = [], [], [], [], []
 
     def chunk(start: int) -> tuple[np.ndarray, ...]:
         stop = min(start + scorer.chunk_rows, len(rows))
         r, c, v = scorer.top(start, stop, need[start:stop])
         mask = matched_masks(r + start, c, term_ptr, term_unit, full_bits)
-        return np.bincount(r, minlength=stop - start), c, v, mask
+        # full matches first, partial ones only above their floor, then each row cut back to
+        # what its subscribers can use: the extra depth never leaves the chunk
+        ok = (mask != 0) | (v >= partial_floor[c])
+        r, c, v, mask = r[ok], c[ok], v[ok], mask[ok]
+        order = np.lexsort((mask == 0, r))  # stable: scores stay in order within each group
+        r, c, v, mask = r[order], c[order], v[order], mask[order]
+        counts = np.bincount(r, minlength=stop - start)
+        rank_in_row = np.arange(len(r)) - (np.cumsum(counts) - counts)[r]
+        fits = rank_in_row < keep_per_row[start:stop][r]
+        r, c, v, mask = r[fits], c[fits], v[fits], mask[fits]
+        # which interests a partial match touched: only results without a full match need it
+        touched = np.zeros(len(mask), np.int64)
+        part = np.flatnonzero(mask == 0)
+        if len(part):
+            rows_ = r[part] + start
+            touched[part] = touched_masks(rows_, c[part], term_ptr, term_unit, u)
+            touched[part] &= include_mask[rows_]
+        return np.bincount(r, minlength=stop - start), c, v, mask, touched
 
     starts = range(0, len(rows), scorer.chunk_rows)
     if len(starts) > 1 and THREADS > 1:
@@ -288,16 +344,18 @@ def score_batch(
             results = list(pool.map(chunk, starts))
     else:
         results = [chunk(start) for start in starts]
-    for counts, c, v, mask in results:
+    for counts, c, v, mask, touched in results:
         out_counts.append(counts)
         out_papers.append(c)
         out_scores.append(v)
         out_masks.append(mask)
+        out_touched.append(touched)
     clock.lap("top-k")
     row_ptr = np.concatenate([[0], np.cumsum(np.concatenate([[], *out_counts]))]).astype(np.int64)
     res_papers = np.concatenate([np.empty(0, np.int32), *out_papers])
     res_scores = np.concatenate([np.empty(0, np.float32), *out_scores])
     masks = np.concatenate([np.empty(0, np.int64), *out_masks])
+    touched_all = np.concatenate([np.empty(0, np.int64), *out_touched])
     return Ranking(
         papers=papers,
         profile_row=profile_row,
@@ -305,13 +363,38 @@ def score_batch(
         paper_idx=res_papers,
         score=res_scores,
         matched_mask=masks,
+        touched_mask=touched_all,
         term_ptr=term_ptr,
         term_entry=term_entry,
         entry_text=compiler.entry_text,
         limits=limits,
         excluded=excluded,
+        partial_floor=partial_floor,
         timings=clock.laps,
     )
+
+
+def _depths(
+    profile_row: np.ndarray,
+    limits: np.ndarray,
+    excluded: Sequence[frozenset[int]],
+    term_ptr: np.ndarray,
+    term_partial: np.ndarray,
+) -> np.ndarray:
+    """How many results each distinct profile row needs: the deepest any subscriber of it asks.
+
+    A row with a multi-word interest asks PARTIAL_DEPTH times its limit, since its full matches
+    rank above its partial ones whatever the scores (the rest need no more than their limit).
+    """
+    rows = len(term_ptr) - 1
+    has_partial = np.zeros(rows, bool)
+    owner = np.repeat(np.arange(rows), np.diff(term_ptr))
+    has_partial[owner[term_partial]] = True
+    depth = np.where(has_partial[profile_row], PARTIAL_DEPTH, 1)
+    wanted = np.fromiter((len(e) for e in excluded), np.int64, len(excluded)) + depth * limits
+    need = np.zeros(rows, np.int64)
+    np.maximum.at(need, profile_row, wanted)
+    return need
 
 
 def _invalid_rows(

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from digest.config import RankingSettings
 from digest.models import Paper
 from digest.ranking.corpus import Corpus
-from digest.ranking.engine import DEFAULT_SETTINGS, prepared, rank, trending_boost
+from digest.ranking.engine import DEFAULT_SETTINGS, prepared, rank, threshold, trending_boost
 from digest.ranking.profile import parse_profile
 from digest.ranking.units import unit_key
 
@@ -24,7 +24,8 @@ class TermScore:
     score: float
     """What the term adds to the relevance: weight x BM25F (0 when absent or too weak to count)."""
     matched: bool
-    """Matched as written: every word of the term, the exact phrase, the author, the category."""
+    """Matched as written: every word of the term close together, the exact phrase, the author,
+    the category."""
     exclude: bool
 
 
@@ -95,24 +96,28 @@ def explain(
                     exclude=term.exclude,
                 )
             )
-        out.append(_verdict(papers[i], tuple(parts), float(boost[i]), settings.min_score))
+        out.append(_verdict(papers[i], tuple(parts), float(boost[i]), settings))
     return out
 
 
 def _verdict(
-    paper: Paper, parts: tuple[TermScore, ...], boost: float, min_score: float
+    paper: Paper, parts: tuple[TermScore, ...], boost: float, settings: RankingSettings
 ) -> Explanation:
     relevance = sum(p.score for p in parts)
     vetoes = [p.term for p in parts if p.exclude and p.matched]
+    partial = not any(p.matched and not p.exclude for p in parts)
+    floor = threshold(settings, partial=partial)
+    name = "partial_min_score" if partial and floor > settings.min_score else "min_score"
+    kind = "a partial match (part of a multi-word interest), " if partial else ""
     if vetoes:
         reason = f"excluded by {', '.join(vetoes)}"
     elif relevance <= 0:
         reason = "no term of the profile is in it"
-    elif relevance < max(min_score, 1e-30):
-        reason = f"relevance {relevance:.2f} is under min_score {min_score:g}"
+    elif relevance < floor:
+        reason = f"{kind}relevance {relevance:.2f} is under {name} {floor:g}"
     else:
-        reason = f"relevance {relevance:.2f} reaches min_score {min_score:g}"
-    recommended = not vetoes and relevance >= max(min_score, 1e-30)
+        reason = f"{kind}relevance {relevance:.2f} reaches {name} {floor:g}"
+    recommended = not vetoes and relevance >= floor
     return Explanation(
         paper=paper,
         relevance=relevance,

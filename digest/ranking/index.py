@@ -12,7 +12,7 @@ from digest.models import Paper
 from digest.ranking.corpus import Corpus, Form
 from digest.ranking.text import fold, words
 
-PAIR_WINDOW = 5
+PAIR_WINDOW = 10
 """Words of a multi-word term count as near when every pair of them is this close."""
 
 _NO_PAPERS = np.empty(0, np.int32)

@@ -122,3 +122,28 @@ def matched_masks(
     hit = (full_bits[unit, paper >> 3] >> (7 - (paper & 7)).astype(np.uint8)) & 1
     bits = np.where(hit.astype(bool), np.left_shift(np.int64(1), ordinal), 0)
     return np.add.reduceat(bits, np.cumsum(counts) - counts)
+
+
+def touched_masks(
+    rows: np.ndarray,
+    papers: np.ndarray,
+    term_ptr: np.ndarray,
+    term_unit: np.ndarray,
+    u: sp.csr_matrix,
+) -> np.ndarray:
+    """Per result, a bit per term of its profile: did that term count for the paper at all (in
+    part too). Looked up in the unit matrix itself; meant for the few partial results."""
+    if not len(rows):
+        return np.empty(0, np.int64)
+    counts = term_ptr[rows + 1] - term_ptr[rows]
+    pair = np.repeat(np.arange(len(rows)), counts)
+    first = np.repeat(term_ptr[rows], counts)
+    ordinal = np.arange(len(pair)) - np.repeat(np.cumsum(counts) - counts, counts)
+    unit = term_unit[first + ordinal]
+    hit = np.asarray(u[unit, papers[pair].astype(np.int64)]).ravel() > 0
+    bits = np.where(hit, np.left_shift(np.int64(1), ordinal), 0)
+    starts = np.cumsum(counts) - counts
+    out = np.zeros(len(rows), np.int64)
+    nonempty = counts > 0
+    out[nonempty] = np.add.reduceat(bits, starts[nonempty])
+    return out

@@ -64,7 +64,9 @@ class UnitScores:
 
     papers: np.ndarray  # int32, ascending
     scores: np.ndarray  # float32
-    full: np.ndarray  # bool: the term matched as written (all words, the phrase, the author...)
+    full: (
+        np.ndarray
+    )  # bool: the term matched as written (all words near, the phrase, the author...)
 
 
 _EMPTY = UnitScores(np.empty(0, np.int32), np.empty(0, np.float32), np.empty(0, bool))
@@ -239,6 +241,8 @@ class UnitScorer:
             keys = row * self.n + papers
             prox[_positions_in(keys, self._pair_hits(contents, field, ordered=False))] = PROX_NEAR
             prox[_positions_in(keys, self._pair_hits(contents, field, ordered=True))] = PROX_PHRASE
+            # every word, but scattered over the text, is not what the interest names
+            full &= prox >= PROX_NEAR
         return uids[row], papers.astype(np.int32), (scores * prox).astype(np.float32), full
 
     def _pair_hits(self, contents: list[Form], field: str, *, ordered: bool) -> np.ndarray:

@@ -38,6 +38,7 @@ class ComposedItem:
     rank: int
     score: float
     matched: tuple[str, ...] = ()
+    partial: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,7 @@ class FeedItem:
     paper_id: int
     score: float
     matched: tuple[str, ...]
+    partial: bool = False
 
 
 Unit = tuple[int, date]
@@ -104,13 +106,24 @@ class Digests:
                         _items.c.rank,
                         _items.c.score,
                         _items.c.matched,
+                        _items.c.partial,
                     )
                     .where(_items.c.digest_id.in_([row.id for row in rows]))
                     .order_by(_items.c.digest_id, _items.c.section, _items.c.rank)
                 )
-                for digest_id, paper_id, section, rank, score, matched in connection.execute(query):
+                for (
+                    digest_id,
+                    paper_id,
+                    section,
+                    rank,
+                    score,
+                    matched,
+                    partial,
+                ) in connection.execute(query):
                     items[digest_id].append(
-                        ComposedItem(paper_id, section, rank, score, tuple(matched or ()))
+                        ComposedItem(
+                            paper_id, section, rank, score, tuple(matched or ()), bool(partial)
+                        )
                     )
                 for row in rows:
                     composition = Composition(
@@ -222,6 +235,7 @@ class Digests:
         A digest counts once its feed copy is sent (or, for a reader without the feed channel,
         its email copy): the feed shows what the reader was actually given.
         """
+        # one row per day, its first sending: PostgreSQL cannot group by the JSON terms below
         delivered = (
             select(
                 _deliveries.c.subscriber_id,
@@ -245,6 +259,7 @@ class Digests:
                 _items.c.score,
                 _items.c.matched,
                 _items.c.rank,
+                _items.c.partial,
             )
             .join(
                 delivered,
@@ -260,14 +275,18 @@ class Digests:
         seen: set[int] = set()
         items: list[FeedItem] = []
         with self.engine.connect() as connection:
-            for day, sent_at, paper_id, score, matched, _rank in connection.execute(query):
+            for day, sent_at, paper_id, score, matched, _rank, partial in connection.execute(query):
                 if paper_id in seen:
                     continue
                 seen.add(paper_id)
                 digest_day = _day(day)
                 # A row edited by hand may lack sent_at; its digest day is the best date then.
                 updated = _aware(sent_at) if sent_at else datetime.combine(digest_day, time(), UTC)
-                items.append(FeedItem(digest_day, updated, paper_id, score, tuple(matched or ())))
+                items.append(
+                    FeedItem(
+                        digest_day, updated, paper_id, score, tuple(matched or ()), bool(partial)
+                    )
+                )
         return items
 
 
@@ -278,7 +297,15 @@ def _insert_items(connection: Connection, compositions: Sequence[Composition]) -
     it takes to prepare a batch; the values here are plain, so they go to the driver as they are.
     """
     rows = [
-        (c.id, i.paper_id, i.section, i.rank, float(i.score), json.dumps(list(i.matched)))
+        (
+            c.id,
+            i.paper_id,
+            i.section,
+            i.rank,
+            float(i.score),
+            json.dumps(list(i.matched)),
+            i.partial,
+        )
         for c in compositions
         for i in c.items
     ]
@@ -286,8 +313,8 @@ def _insert_items(connection: Connection, compositions: Sequence[Composition]) -
         return
     mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
     connection.exec_driver_sql(
-        "INSERT INTO digest_items (digest_id, paper_id, section, rank, score, matched) "
-        f"VALUES ({', '.join([mark] * 6)})",
+        "INSERT INTO digest_items (digest_id, paper_id, section, rank, score, matched, partial) "
+        f"VALUES ({', '.join([mark] * 7)})",
         rows,
     )
 

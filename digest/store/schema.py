@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -175,6 +176,8 @@ class DigestItemRow(Base):
     rank: Mapped[int] = mapped_column(Integer)
     score: Mapped[float] = mapped_column(Float)
     matched: Mapped[list[str]] = mapped_column(JSON, default=list)
+    partial: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """The paper matched only part of a multi-word interest (shown as a partial match)."""
 
 
 class DeliveryRow(Base):
@@ -253,3 +256,20 @@ class RateRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     bucket: Mapped[str] = mapped_column(String(200))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ProfileChangeRow(Base):
+    """A change a reader made from a digest ("more / fewer like this"), kept so it can be undone."""
+
+    __tablename__ = "profile_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    paper_id: Mapped[int | None] = mapped_column(ForeignKey("papers.id", ondelete="SET NULL"))
+    direction: Mapped[str] = mapped_column(String(10))
+    edits: Mapped[list[list[Any]]] = mapped_column(JSON)
+    """[term, weight before or null, weight after or null] per edited term."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    undone_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -14,9 +14,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from digest import metrics, pipeline, store
+from digest import metrics, pipeline, store, urls
 from digest.config import Settings
-from digest.web import feedroutes, pages
+from digest.web import digests, feedroutes, pages
 from digest.web.clients import parse_networks
 from digest.web.feedcache import FeedCache
 from digest.web.limits import BodyLimit, Limits
@@ -45,10 +45,13 @@ def create_app(settings: Settings, *, ctx: pipeline.Context | None = None) -> St
     routes = [
         Route("/", pages.home, methods=["GET"]),
         Route("/subscribe", pages.subscribe, methods=["POST"]),
-        Route("/confirm/{token}", pages.confirm, methods=["GET", "POST"]),
-        Route("/preferences/{token}", pages.preferences, methods=["GET", "POST"]),
-        Route("/unsubscribe/{token}", pages.unsubscribe, methods=["GET", "POST"]),
-        Route("/feeds/{name}", feedroutes.feed, methods=["GET"]),
+        Route(urls.CONFIRM, pages.confirm, methods=["GET", "POST"]),
+        Route(urls.PREFERENCES, pages.preferences, methods=["GET", "POST"]),
+        Route(urls.UNSUBSCRIBE, pages.unsubscribe, methods=["GET", "POST"]),
+        Route(urls.FEED, feedroutes.feed, methods=["GET"]),
+        Route(urls.DIGEST, digests.digest_page, methods=["GET"]),
+        Route(urls.ARCHIVE, digests.archive_page, methods=["GET"]),
+        Route(urls.STEER, digests.steer, methods=["GET", "POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics_page, methods=["GET"]),
         Mount("/static", StaticFiles(directory=directory / "static"), name="static"),

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from digest import pipeline, ranking, store
+from digest import pipeline, ranking, store, urls
 from digest.models import SubscriberStatus
 from digest.web.feedcache import SEARCH_CACHE_SECONDS, etag_of
 from digest.web.limits import RETRY_AFTER_SECONDS, Busy
@@ -20,7 +19,6 @@ MEDIA_TYPES = {
     "atom": "application/atom+xml; charset=utf-8",
     "rss": "application/rss+xml; charset=utf-8",
 }
-EXAMPLE_QUERY = '"federated learning", -medical'
 
 
 async def feed(request: Request) -> Response:
@@ -29,7 +27,7 @@ async def feed(request: Request) -> Response:
     stem, _, kind = request.path_params["name"].rpartition(".")
     if kind not in MEDIA_TYPES or not stem:
         return not_found()
-    if stem == "search":
+    if stem == urls.SEARCH_FEED_STEM:
         return await search_feed(request, site, kind)
     body = await run_in_threadpool(private_feed, site, stem, kind)
     if body is None:
@@ -50,7 +48,7 @@ async def search_feed(request: Request, site: Site, kind: str) -> Response:
     query = normalize_query(request.query_params.get("q", ""))
     if not query:
         return PlainTextResponse(
-            f"Add a profile to the URL: /feeds/search.{kind}?q={quote(EXAMPLE_QUERY)}\n",
+            f"Add a profile to the URL: {site.ctx.urls.search_feed(urls.SEARCH_EXAMPLE, kind)}\n",
             status_code=400,
         )
     cached = site.searches.get((query, kind))

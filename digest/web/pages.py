@@ -212,6 +212,8 @@ async def preferences(request: Request) -> Response:
             "rotated": "Your feed has a new URL.",
             "signed_out": "Every earlier link and feed URL is signed out. This page has a new "
             "address: bookmark it, or use the links in your next digest.",
+            "steered": "Your profile is changed; the next digest follows it. Undo it below.",
+            "undone": "The change is undone.",
         }
         shown = [text for key, text in notice.items() if key in request.query_params]
         return await preferences_page(request, site, subscriber, notice=" ".join(shown))
@@ -229,6 +231,8 @@ async def preferences(request: Request) -> Response:
         renewed = await run_in_threadpool(store.sign_out_links, site.ctx.engine, subscriber.id)
         new_page = site.ctx.links(renewed).preferences
         return RedirectResponse(f"{new_page}?signed_out=1", status_code=303)
+    if action == "undo":
+        return await undo_change(request, site, subscriber, str(form.get("change", "")))
     state = read_form(
         form, defaults=stored_preferences(subscriber), with_email=False, with_channels=True
     )
@@ -270,6 +274,8 @@ async def preferences_page(
             preview = await ranked_preview(site, values["keywords"], limit)
         except Busy:
             return site.busy(request)
+    assert subscriber.id is not None
+    changes = await run_in_threadpool(store.list_changes, site.ctx.engine, subscriber.id)
     context: dict[str, Any] = {
         "subscriber": subscriber,
         "values": values,
@@ -277,8 +283,31 @@ async def preferences_page(
         "preview": preview,
         "notice": notice,
         "links": site.ctx.links(subscriber),
+        "changes": [(change, pipeline.describe(change)) for change in changes],
+        "archive_url": site.ctx.urls.archive(
+            site.ctx.signer.make(Scope.DIGEST, subscriber.id, link=subscriber.link_secret)
+        ),
     }
     return site.page(request, "preferences.html", context, status_code=status_code)
+
+
+async def undo_change(
+    request: Request, site: Site, subscriber: Subscriber, change: str
+) -> Response:
+    """Undo one "more / fewer like this" change, then show the preferences again."""
+    if not change.isdigit():
+        return site.message(
+            request, "Nothing to undo", "That change was not found.", status_code=400
+        )
+    try:
+        done = await run_in_threadpool(pipeline.undo_steer, site.ctx, subscriber, int(change))
+    except (pipeline.SteerError, store.ProfileMoved) as exc:
+        return site.message(request, "Nothing was undone", str(exc), status_code=409)
+    if not done:
+        return site.message(
+            request, "Nothing to undo", "That change was already undone.", status_code=409
+        )
+    return RedirectResponse(f"{request.url.path}?undone=1", status_code=303)
 
 
 async def unsubscribe(request: Request) -> Response:

@@ -29,7 +29,7 @@ BASE_HEADERS = {
 TOKEN_PAGE_HEADERS = {"x-robots-tag": "noindex, nofollow, noarchive"}
 
 # Paths that carry a secret; the access log sees them with the secret replaced.
-_TOKEN_PATH = re.compile(r"^/(confirm|preferences|unsubscribe)/[^/]+(/.*)?$")
+_TOKEN_PATH = re.compile(r"^/(confirm|preferences|unsubscribe|digest|steer)/[^/]+(/.*)?$")
 _FEED_PATH = re.compile(r"^/feeds/(?!search\.)[^/]+\.(atom|rss)$")
 
 CSRF_FIELD = "csrf_token"

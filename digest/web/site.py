@@ -13,6 +13,8 @@ from starlette.responses import HTMLResponse
 from digest import text
 from digest.config import resource_dir
 from digest.pipeline import Context
+from digest.render.views import authors_line, snippet_view
+from digest.urls import SEARCH_EXAMPLE
 from digest.web.clients import IPNetwork, client_address, network_of
 from digest.web.feedcache import FeedCache
 from digest.web.forms import FREQUENCIES, timezones
@@ -37,6 +39,9 @@ def make_environment(directory: Path) -> Environment:
     env.globals.update(frequencies=FREQUENCIES, timezones=timezones, csrf_field=CSRF_FIELD)
     # Feed text in a page: `paper_text` for titles (LaTeX as Unicode), `shown` for the rest.
     env.filters.update(paper_text=text.paper_text, shown=text.display_text)
+    # the same presentation as the mail: authors shortened, snippet marks in bold
+    env.filters["authors_line"] = authors_line
+    env.filters["snippet_html"] = lambda snippet: snippet_view(snippet).html
     return env
 
 
@@ -81,6 +86,7 @@ class Site:
             "base_url": self.base_url,
             "csrf_token": self.csrf.field_for(cookie),
             "examples": self.ctx.settings.examples,
+            "search_feed_example": self.ctx.urls.search_feed(SEARCH_EXAMPLE, "atom"),
         }
         values.update(context or {})
         body = self.env.get_template(name).render(values)

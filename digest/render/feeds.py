@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime
 from email.utils import format_datetime
 from urllib.parse import quote, urlsplit
 
-from digest.models import Paper
+from digest.models import Paper, Snippet
 from digest.text import html_text, paper_text, xml_text
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -36,6 +36,9 @@ class FeedEntry:
     digest_date: date
     updated: datetime
     matched: tuple[str, ...] = ()
+    snippet: Snippet | None = None
+    """The abstract's sentences that show the matched terms (marked), shown before the rest."""
+    partial: bool = False
 
 
 def entry_id(paper_key: str, *, site_url: str) -> str:
@@ -147,9 +150,12 @@ def _content_html(item: FeedEntry) -> str:
     paper = item.paper
     parts: list[str] = []
     if item.matched:
-        parts.append(f"<p><strong>Matched:</strong> {html_text(', '.join(item.matched))}</p>")
+        label = "Partial match:" if item.partial else "Matched:"
+        parts.append(f"<p><strong>{label}</strong> {html_text(', '.join(item.matched))}</p>")
     if paper.authors:
         parts.append(f"<p>{html_text(', '.join(paper.authors))}</p>")
+    if item.snippet is not None and item.snippet.marks:
+        parts.append(f"<blockquote>{_marked(item.snippet)}</blockquote>")
     if paper.abstract:
         parts.append(f"<p>{html_text(paper_text(paper.abstract))}</p>")
     links = []
@@ -160,6 +166,21 @@ def _content_html(item: FeedEntry) -> str:
     if links:
         parts.append(f"<p>{' · '.join(links)}</p>")
     return "\n".join(parts) or html_text(paper_text(paper.title))
+
+
+def _marked(snippet: Snippet) -> str:
+    """A snippet as HTML: each marked range in <strong>, everything escaped."""
+    out, last = [], 0
+    for start, end in snippet.marks:
+        if start < last:
+            continue
+        out += [
+            html_text(snippet.text[last:start]),
+            f"<strong>{html_text(snippet.text[start:end])}</strong>",
+        ]
+        last = end
+    out.append(html_text(snippet.text[last:]))
+    return "".join(out)
 
 
 def _text(parent: ET.Element, tag: str, value: str) -> ET.Element:
