@@ -38,11 +38,9 @@ def snippet(paper: Paper, matched: tuple[str, ...]) -> Snippet:
 
     Cached: a day's papers recur across thousands of readers with the same few term sets.
     """
-    # the abstract as readers see it (LaTeX as Unicode, one clean line): marks index into it
-    text = paper_text(paper.abstract)
-    sentences = _sentences(text)
+    text, sentences, words = _analysed(paper.abstract)
     wanted, sizes = _wanted_stems(matched)
-    hits = [_hits(text, start, end, wanted) for start, end in sentences]
+    hits = [_hits(sentence, wanted) for sentence in words]
     covers = [_cover(h, sizes) for h in hits]
     best = max(range(len(sentences)), key=lambda i: (covers[i], -i), default=None)
     # one stray word of a multi-word term ("learning" of "federated learning") is no evidence
@@ -100,6 +98,33 @@ Hit = tuple[int, int, int, str]
 """(start, end, term index, stem) of one marked word."""
 
 
+Word = tuple[int, int, str]
+"""(start, end, stem) of one word of an abstract."""
+
+
+@lru_cache(maxsize=8192)
+def _analysed(abstract: str) -> tuple[str, list[tuple[int, int]], list[list[Word]]]:
+    """An abstract as readers see it (LaTeX as Unicode, one clean line: marks index into it), its
+    sentences, and each sentence's words with their stems.
+
+    Cached per abstract: a paper recurs in thousands of digests, each with other matched terms,
+    and stemming its words once instead of per digest was most of the cost of a snippet.
+    """
+    text = paper_text(abstract)
+    sentences = _sentences(text)
+    words = []
+    for start, end in sentences:
+        found = []
+        for token in _TOKEN.finditer(text, start, end):
+            token_stems = stems(token.group())
+            found.append(
+                (token.start(), token.end(), token_stems[0] if len(token_stems) == 1 else "")
+            )
+        words.append(found)
+    return text, sentences, words
+
+
+@lru_cache(maxsize=8192)
 def _wanted_stems(matched: Sequence[str]) -> tuple[dict[str, int], list[int]]:
     """Stem -> index of the matched term it shows (stopwords of loose terms left unmarked), and
     how many distinct stems each term has. A term's acronym ("llm") maps to its size-1 twin."""
@@ -138,18 +163,11 @@ def _sentences(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def _hits(text: str, start: int, end: int, wanted: dict[str, int]) -> list[Hit]:
-    """Every word in text[start:end] whose stem a term wants."""
+def _hits(words: list[Word], wanted: dict[str, int]) -> list[Hit]:
+    """Every word of a sentence whose stem a term wants."""
     if not wanted:
         return []
-    found = []
-    for token in _TOKEN.finditer(text, start, end):
-        token_stems = stems(token.group())
-        stem = token_stems[0] if len(token_stems) == 1 else ""
-        term = wanted.get(stem)
-        if term is not None:
-            found.append((token.start(), token.end(), term, stem))
-    return found
+    return [(start, end, wanted[stem], stem) for start, end, stem in words if stem in wanted]
 
 
 def _stems_per_term(hits: list[Hit]) -> dict[int, set[str]]:
