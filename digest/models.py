@@ -37,6 +37,24 @@ class Channel(StrEnum):
     FEED = "feed"
 
 
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+"""Weekday names in `date.weekday()` order: a weekly reader's `send_weekday` indexes this."""
+
+
+def parse_weekday(value: str | int) -> int:
+    """The weekday number (Monday 0) for a name ("monday", "Mon") or a number 0-6; ValueError else."""
+    if isinstance(value, int) or value.strip().isdigit():
+        number = int(value)
+        if 0 <= number <= 6:
+            return number
+    else:
+        text = value.strip().lower()
+        for number, name in enumerate(WEEKDAYS):
+            if len(text) >= 3 and name.startswith(text):
+                return number
+    raise ValueError(f"{value!r} is not a weekday (monday ... sunday, or 0-6 with Monday 0)")
+
+
 KEY_MAX_CHARS = 500
 """The longest paper key stored as is; a longer one (a feed's tracking-laden link) is shortened
 to a stable form by the sources, so every database takes it."""
@@ -142,6 +160,8 @@ class Subscriber:
     frequency: str = "daily"
     max_papers: int = 10
     channels: tuple[str, ...] = ("email", "feed")
+    send_weekday: int = 0
+    """For weekly readers, the day of the week their digest goes out (Monday 0)."""
     feed_token: str = ""
     id: int | None = None
     created_at: datetime | None = None

@@ -12,12 +12,21 @@ from typing import TYPE_CHECKING
 import click
 
 from digest.cli.base import FORMAT, error, handle_errors, info, plain, print_json, state, stdout
-from digest.models import Subscriber, SubscriberStatus
+from digest.models import WEEKDAYS, Subscriber, SubscriberStatus, parse_weekday
 
 if TYPE_CHECKING:
     from digest import pipeline, store
 
-CSV_COLUMNS = ("email", "keywords", "timezone", "send_hour", "frequency", "max_papers", "channels")
+CSV_COLUMNS = (
+    "email",
+    "keywords",
+    "timezone",
+    "send_hour",
+    "frequency",
+    "send_weekday",
+    "max_papers",
+    "channels",
+)
 
 
 def _preferences(
@@ -27,6 +36,7 @@ def _preferences(
     frequency: str | None,
     max_papers: int | None,
     channels: str | None = None,
+    send_weekday: str | None = None,
 ) -> store.Preferences:
     from digest import ranking, store
 
@@ -37,11 +47,23 @@ def _preferences(
         timezone=timezone or defaults.timezone,
         send_hour=defaults.send_hour if send_hour is None else send_hour,
         frequency=frequency or "daily",
+        send_weekday=_weekday(send_weekday),
         max_papers=max_papers or defaults.max_papers,
         channels=tuple(c.strip() for c in channels.split(",") if c.strip())
         if channels
         else ("email", "feed"),
     ).checked()
+
+
+def _weekday(value: str | None) -> int:
+    from digest import store
+
+    if value is None or not value.strip():
+        return 0
+    try:
+        return parse_weekday(value)
+    except ValueError as exc:
+        raise store.InvalidSubscriber(f"send_weekday: {exc}") from None
 
 
 @click.command()
@@ -51,6 +73,10 @@ def _preferences(
 @click.option("--timezone", help="IANA time zone, e.g. Europe/Paris (default from config).")
 @click.option("--send-hour", type=click.IntRange(0, 23), help="Local hour to send the digest.")
 @click.option("--frequency", type=click.Choice(["daily", "weekly"]))
+@click.option(
+    "--send-weekday",
+    help="For weekly digests, the day they go out: monday ... sunday (default monday).",
+)
 @click.option("--max-papers", type=click.IntRange(1, 100))
 @click.option("--channels", help="email, feed or email,feed (default both).")
 @handle_errors
@@ -61,6 +87,7 @@ def subscribe(
     timezone: str | None,
     send_hour: int | None,
     frequency: str | None,
+    send_weekday: str | None,
     max_papers: int | None,
     channels: str | None,
 ) -> None:
@@ -68,7 +95,9 @@ def subscribe(
     from digest import pipeline, store
 
     ctx = state().context
-    preferences = _preferences(keywords, timezone, send_hour, frequency, max_papers, channels)
+    preferences = _preferences(
+        keywords, timezone, send_hour, frequency, max_papers, channels, send_weekday
+    )
     subscriber, changed = store.add_subscriber(
         ctx.engine,
         email,
@@ -120,6 +149,7 @@ def _as_row(s: Subscriber) -> dict[str, object]:
         "timezone": s.timezone,
         "send_hour": s.send_hour,
         "frequency": s.frequency,
+        "send_weekday": WEEKDAYS[s.send_weekday],
         "max_papers": s.max_papers,
         "channels": ",".join(s.channels),
         "created_at": s.created_at.isoformat() if s.created_at else None,
@@ -156,7 +186,9 @@ def subscribers_list(statuses: tuple[str, ...], fmt: str) -> None:
                 str(row["email"]),
                 str(row["status"]),
                 str(row["keywords"]),
-                str(row["frequency"]),
+                f"weekly ({row['send_weekday']})"
+                if row["frequency"] == "weekly"
+                else str(row["frequency"]),
                 str(row["send_hour"]),
                 str(row["timezone"]),
             )
@@ -205,6 +237,7 @@ def subscribers_import(file: Path, confirmed: bool) -> None:
                     (row.get("frequency") or "").strip() or None,
                     _int_or_none(row.get("max_papers"), "max_papers"),
                     (row.get("channels") or "").strip() or None,
+                    row.get("send_weekday"),
                 )
             except (ValueError, ranking.ProfileError) as exc:
                 problems.append((reader.line_num, str(exc)))

@@ -127,6 +127,7 @@ class SubscriberRow(Base):
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     send_hour: Mapped[int] = mapped_column(Integer, default=7)
     frequency: Mapped[str] = mapped_column(String(10), default="daily")
+    send_weekday: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     max_papers: Mapped[int] = mapped_column(Integer, default=10)
     channels: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["email", "feed"])
     feed_token: Mapped[str] = mapped_column(String(64), unique=True)

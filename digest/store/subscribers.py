@@ -75,6 +75,7 @@ class Preferences:
     frequency: str = "daily"
     max_papers: int = 10
     channels: tuple[str, ...] = CHANNELS
+    send_weekday: int = 0
 
     def checked(self) -> Preferences:
         """Self, or InvalidSubscriber naming the first bad field."""
@@ -88,6 +89,8 @@ class Preferences:
             raise InvalidSubscriber("send_hour: must be an hour from 0 to 23")
         if self.frequency not in FREQUENCIES:
             raise InvalidSubscriber("frequency: must be daily or weekly")
+        if not 0 <= self.send_weekday <= 6:
+            raise InvalidSubscriber("send_weekday: must be a weekday, monday to sunday")
         if not 1 <= self.max_papers <= 100:
             raise InvalidSubscriber("max_papers: must be between 1 and 100")
         unknown = set(self.channels) - set(CHANNELS)
@@ -106,6 +109,7 @@ def to_subscriber(row: SubscriberRow | SimpleNamespace | Row[Any]) -> Subscriber
         timezone=row.timezone,
         send_hour=row.send_hour,
         frequency=row.frequency,
+        send_weekday=row.send_weekday,
         max_papers=row.max_papers,
         channels=tuple(row.channels or ()),
         feed_token=row.feed_token,
@@ -319,6 +323,7 @@ def _profile_of(preferences: Preferences) -> dict[str, Any]:
         "timezone": preferences.timezone,
         "send_hour": preferences.send_hour,
         "frequency": preferences.frequency,
+        "send_weekday": preferences.send_weekday,
         "max_papers": preferences.max_papers,
         "channels": list(preferences.channels),
     }

@@ -9,9 +9,11 @@ from zoneinfo import available_timezones
 
 from digest import ranking
 from digest.config import validate_timezone
+from digest.models import WEEKDAYS
 from digest.store import InvalidSubscriber, Preferences, UnmailableAddress, normalize_email
 
 FREQUENCIES = (("daily", "Every day"), ("weekly", "Once a week"))
+WEEKDAY_CHOICES = tuple((str(n), name.capitalize()) for n, name in enumerate(WEEKDAYS))
 MAX_FIELD_CHARS = 4000
 
 
@@ -42,6 +44,7 @@ def values_of(preferences: Preferences) -> dict[str, str]:
         "keywords": preferences.keywords,
         "frequency": preferences.frequency,
         "send_hour": str(preferences.send_hour),
+        "send_weekday": str(preferences.send_weekday),
         "timezone": preferences.timezone,
         "max_papers": str(preferences.max_papers),
         "channel_email": "on" if "email" in preferences.channels else "",
@@ -60,6 +63,7 @@ def read_form(
             "keywords",
             "frequency",
             "send_hour",
+            "send_weekday",
             "timezone",
             "max_papers",
             "channel_email",
@@ -87,6 +91,9 @@ def read_form(
     if values["frequency"] and values["frequency"] not in dict(FREQUENCIES):
         state.errors["frequency"] = "Choose every day or once a week."
     send_hour = _number(values["send_hour"], defaults.send_hour, 0, 23, "send_hour", state)
+    send_weekday = _number(
+        values["send_weekday"], defaults.send_weekday, 0, 6, "send_weekday", state
+    )
     max_papers = _number(values["max_papers"], defaults.max_papers, 1, 100, "max_papers", state)
     channels = defaults.channels
     if with_channels:
@@ -98,6 +105,7 @@ def read_form(
         timezone=values["timezone"] or defaults.timezone,
         send_hour=send_hour,
         frequency=values["frequency"] or defaults.frequency,
+        send_weekday=send_weekday,
         max_papers=max_papers,
         channels=channels,
     )

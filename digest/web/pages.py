@@ -402,6 +402,7 @@ def stored_preferences(subscriber: Subscriber) -> store.Preferences:
         timezone=subscriber.timezone,
         send_hour=subscriber.send_hour,
         frequency=subscriber.frequency,
+        send_weekday=subscriber.send_weekday,
         max_papers=subscriber.max_papers,
         channels=subscriber.channels,
     )

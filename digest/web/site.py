@@ -17,7 +17,7 @@ from digest.render.views import authors_line, snippet_view
 from digest.urls import SEARCH_EXAMPLE
 from digest.web.clients import IPNetwork, client_address, network_of
 from digest.web.feedcache import FeedCache
-from digest.web.forms import FREQUENCIES, timezones
+from digest.web.forms import FREQUENCIES, WEEKDAY_CHOICES, timezones
 from digest.web.limits import RETRY_AFTER_SECONDS, Limits
 from digest.web.security import CSRF_FIELD, Csrf
 
@@ -36,7 +36,12 @@ def make_environment(directory: Path) -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.globals.update(frequencies=FREQUENCIES, timezones=timezones, csrf_field=CSRF_FIELD)
+    env.globals.update(
+        frequencies=FREQUENCIES,
+        weekdays=WEEKDAY_CHOICES,
+        timezones=timezones,
+        csrf_field=CSRF_FIELD,
+    )
     # Feed text in a page: `paper_text` for titles (LaTeX as Unicode), `shown` for the rest.
     env.filters.update(paper_text=text.paper_text, shown=text.display_text)
     # the same presentation as the mail: authors shortened, snippet marks in bold
