@@ -1,92 +1,104 @@
-"""`digest schedule`: an APScheduler process that fetches and sends at the configured times.
+"""`digest schedule`: one pass (fetch when due, plan, send) every `[schedule] run_minutes`.
 
-Two jobs: fetch every `[schedule] fetch_minutes`, and every `run_minutes` plan the digests whose
-send hour has come (in each reader's time zone) and, unless workers do it, send them. Each job runs
-alone (no overlap) and a missed run is done once, not many times.
+Ticks are timed by the monotonic clock, so a wall clock stepped back or forward never stalls the
+loop or makes it spin; what the wall clock is believed for is `pipeline.clock`'s business. Only
+the process holding the schedule lock runs passes: a second one on the same database says why it
+is idle, fetches nothing and takes over if the first goes away. SIGTERM or SIGINT ends the pass
+cleanly (messages in flight finish, claims are released) and the process exits 0.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from types import FrameType
 
-from apscheduler.schedulers.blocking import BlockingScheduler
-from apscheduler.triggers.interval import IntervalTrigger
-
-from digest import pipeline
-from digest.deliver.transport import RelayError
+from digest import pipeline, store
 
 log = logging.getLogger("digest.scheduler")
 
 
-def fetch_job(ctx: pipeline.Context) -> None:
-    """Fetch every source; failures are logged per source and the job goes on."""
-    pipeline.housekeeping(ctx)
-    for report in pipeline.fetch(ctx):
-        if report.status == "failed":
-            log.warning("source %s failed: %s", report.name, report.error)
-        else:
-            log.info("source %s: %s, %d new", report.name, report.status, report.new)
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """An event set by SIGTERM or SIGINT while the block runs (the default handlers come back after)."""
+    stop = threading.Event()
 
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        log.info(
+            "%s received: finishing the messages in flight (send it again to stop at once)",
+            signal.Signals(signum).name,
+        )
+        signal.signal(signum, signal.SIG_DFL)
+        stop.set()
 
-def deliver_job(ctx: pipeline.Context, *, send: bool) -> None:
-    """Plan the digests that are due and, when this process sends, send them."""
-    pipeline.note_pass(ctx)  # for `digest status`: the last scheduled pass
-    planned = pipeline.plan(ctx, due_only=True)
-    if planned:
-        log.info("planned %d deliveries", planned)
-    if send:
-        try:
-            pipeline.send_queued_mails(ctx)
-        except RelayError as exc:
-            log.warning("queued mails stay queued: %s", exc)
-        report = pipeline.send_pending(ctx)
-        if report.total:
-            log.info(
-                "sent %d, empty %d, failed %d, to retry %d",
-                report.count("sent"),
-                report.count("empty"),
-                report.count("failed"),
-                report.count("pending"),
-            )
-
-
-def build_scheduler(ctx: pipeline.Context, *, send: bool = True) -> BlockingScheduler:
-    """The scheduler with its two jobs; both start right away, then repeat."""
-    settings = ctx.settings.schedule
-    scheduler = BlockingScheduler(timezone=UTC)
-    now = datetime.now(UTC)
-    scheduler.add_job(
-        fetch_job,
-        IntervalTrigger(minutes=settings.fetch_minutes),
-        args=[ctx],
-        id="fetch",
-        next_run_time=now,
-        max_instances=1,
-        coalesce=True,
-    )
-    scheduler.add_job(
-        deliver_job,
-        IntervalTrigger(minutes=settings.run_minutes),
-        args=[ctx],
-        kwargs={"send": send},
-        id="deliver",
-        next_run_time=now,
-        max_instances=1,
-        coalesce=True,
-    )
-    return scheduler
-
-
-def run_scheduler(ctx: pipeline.Context, *, send: bool = True) -> None:
-    """Run the jobs until interrupted."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    if send and ctx.engine.dialect.name != "sqlite":
-        log.info("sending here too; with PostgreSQL you can also run `digest worker` processes")
-    scheduler = build_scheduler(ctx, send=send)
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        scheduler.start()
-    except (KeyboardInterrupt, SystemExit):
-        scheduler.shutdown(wait=False)
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_scheduler(
+    ctx: pipeline.Context,
+    *,
+    send: bool = True,
+    once: bool = False,
+    reset_clock: bool = False,
+    expected: tuple[type[Exception], ...] = (),
+) -> None:
+    """Run passes every `run_minutes` (or one, `once`) until SIGTERM or SIGINT.
+
+    A pass that fails is logged and the next one tries again: in one line for the `expected`
+    errors (a relay refusing, a database away), with the traceback for any other. With `once`
+    the error is raised for the caller to turn into an exit code.
+    """
+    settings = ctx.settings.schedule
+    interval = timedelta(minutes=settings.run_minutes)
+    with stop_on_signals() as stop, store.ScheduleLock(ctx.engine) as lock:
+        idle_said = False
+        if not once:
+            log.info(
+                "scheduler started: a pass every %d min, fetching every %d min, %s",
+                settings.run_minutes,
+                settings.fetch_minutes,
+                "sending" if send else "leaving sending to `digest worker`",
+            )
+        while not stop.is_set():
+            if lock.acquire():
+                if idle_said:
+                    log.info("took over the schedule lock (%s)", lock.where)
+                    idle_said = False
+                if reset_clock:
+                    pipeline.reset_clock(ctx.engine)
+                    reset_clock = False
+                try:
+                    report = pipeline.schedule_pass(ctx, send=send, stop=stop)
+                except expected as exc:
+                    if once:
+                        raise
+                    log.error("the pass failed: %s; the next pass tries again", exc)
+                except Exception:
+                    if once:
+                        raise
+                    log.exception("the pass failed unexpectedly; the next pass tries again")
+                else:
+                    log.info(report.summary())
+            elif not idle_said or once:
+                log.warning(
+                    "another `digest schedule` holds the schedule lock (%s): this one %s",
+                    lock.where,
+                    "does nothing"
+                    if once
+                    else "stays idle (no fetch, no sending) and takes over if it stops",
+                )
+                idle_said = True
+            if once:
+                break
+            stop.wait(interval.total_seconds())
+        if not once or stop.is_set():
+            log.info("scheduler stopped")

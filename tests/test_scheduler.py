@@ -1,59 +1,282 @@
-"""`digest schedule`: the jobs that fetch and send at each reader's hour."""
+"""`digest schedule`'s passes under a moving clock: one digest per reader per local day (or week).
+
+Each story drives `pipeline.schedule_pass` (what every tick and `digest schedule --once` run)
+through days of frozen time, the way the scheduler would every 15 minutes.
+"""
 
 from __future__ import annotations
 
+import re
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import pytest
 from freezegun import freeze_time
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from digest import pipeline, store
-from digest.scheduler import build_scheduler, deliver_job, fetch_job
+from digest.config import SAMPLE_FEED
 from digest.store import Preferences
+from digest.store.deliveries import item_papers
+from digest.store.schema import DeliveryRow, SubscriberRow
+
+TICK = timedelta(minutes=15)
 
 
-def test_the_scheduler_fetches_and_delivers_on_its_intervals(make_settings: Any) -> None:
-    ctx = pipeline.build_context(make_settings(schedule={"fetch_minutes": 30, "run_minutes": 5}))
-    scheduler = build_scheduler(ctx)
-    jobs = {job.id: job for job in scheduler.get_jobs()}
-    assert set(jobs) == {"fetch", "deliver"}
-    assert jobs["fetch"].trigger.interval.total_seconds() == 30 * 60
-    assert jobs["deliver"].trigger.interval.total_seconds() == 5 * 60
+def add_reader(ctx: pipeline.Context, email: str, **preferences: Any) -> None:
+    store.add_subscriber(
+        ctx.engine,
+        email,
+        Preferences(keywords="learning, models, data", channels=("email",), **preferences),
+        confirmed=True,
+        now=ctx.now(),
+    )
 
 
-def test_jobs_send_each_reader_one_digest_once_their_hour_comes(
-    make_settings: Any, smtp_server: Any
+def run_passes(
+    ctx: pipeline.Context, start: str, end: str, *, send: bool = False, every: timedelta = TICK
 ) -> None:
-    with freeze_time("2025-11-27 05:00:00"):
-        ctx = pipeline.build_context(make_settings())
-        store.add_subscriber(
-            ctx.engine,
-            "early@lab.example",
-            Preferences(keywords='"federated learning"', send_hour=6),
-            confirmed=True,
-            now=ctx.now(),
-        )
-        fetch_job(ctx)
-        deliver_job(ctx, send=True)
-        assert smtp_server.raw == []  # 05:00 UTC: not yet
-
-    for moment in ("2025-11-27 06:00:00", "2025-11-27 06:15:00", "2025-11-27 23:45:00"):
+    """A scheduler ticking from `start` to `end` (UTC)."""
+    moment = datetime.fromisoformat(start).replace(tzinfo=UTC)
+    last = datetime.fromisoformat(end).replace(tzinfo=UTC)
+    while moment <= last:
         with freeze_time(moment):
-            deliver_job(ctx, send=True)
+            pipeline.schedule_pass(ctx, send=send)
+        moment += every
 
-    assert len(smtp_server.to("early@lab.example")) == 1
+
+def digests(ctx: pipeline.Context, email: str) -> list[tuple[date, datetime]]:
+    """(digest date, moment it was planned) of each digest a reader has, in order."""
+    with Session(ctx.engine) as session:
+        rows = session.execute(
+            select(DeliveryRow.digest_date, DeliveryRow.created_at)
+            .join(SubscriberRow, SubscriberRow.id == DeliveryRow.subscriber_id)
+            .where(SubscriberRow.email == email)
+            .order_by(DeliveryRow.digest_date)
+        ).all()
+    return [(day, created) for day, created in rows]
+
+
+@pytest.mark.parametrize(
+    "zone, send_hour, start, end",
+    [
+        # New York springs forward 2027-03-14 02:00 -> 03:00: 02:00 never happens that day.
+        ("America/New_York", 2, "2027-03-13 00:00", "2027-03-16 06:00"),
+        ("America/New_York", 8, "2027-03-13 00:00", "2027-03-16 06:00"),
+        # ... and falls back 2027-11-07 02:00 -> 01:00: 01:00 happens twice that day.
+        ("America/New_York", 1, "2027-11-06 00:00", "2027-11-09 06:00"),
+        # Berlin: 2027-03-28 02:00 -> 03:00 and 2027-10-31 03:00 -> 02:00.
+        ("Europe/Berlin", 2, "2027-03-27 00:00", "2027-03-30 00:00"),
+        ("Europe/Berlin", 2, "2027-10-30 00:00", "2027-11-02 00:00"),
+        ("Asia/Kolkata", 7, "2027-03-13 00:00", "2027-03-16 00:00"),  # UTC+05:30
+        ("Pacific/Chatham", 6, "2027-04-02 00:00", "2027-04-06 00:00"),  # +13:45 -> +12:45 on 04-04
+    ],
+)
+def test_one_digest_per_local_day_at_the_readers_hour_across_dst_and_odd_offsets(
+    make_settings: Any, zone: str, send_hour: int, start: str, end: str
+) -> None:
+    with freeze_time(start):
+        ctx = pipeline.build_context(make_settings())
+        add_reader(ctx, "reader@lab.example", timezone=zone, send_hour=send_hour)
+
+    run_passes(ctx, start, end, every=timedelta(minutes=30))
+
+    planned = digests(ctx, "reader@lab.example")
+    local_days = [day for day, _ in planned]
+    assert len(local_days) == len(set(local_days)), f"two digests on one day: {local_days}"
+    first = datetime.fromisoformat(start).replace(tzinfo=UTC).astimezone(ZoneInfo(zone)).date()
+    last = datetime.fromisoformat(end).replace(tzinfo=UTC).astimezone(ZoneInfo(zone))
+    expected = [
+        first + timedelta(days=n)
+        for n in range((last.date() - first).days + 1)
+        if first + timedelta(days=n) < last.date() or last.hour >= send_hour
+    ]
+    assert local_days == expected, "a day got no digest"
+    subscribed = datetime.fromisoformat(start).replace(tzinfo=UTC)
+    for day, created in planned:
+        local = created.astimezone(ZoneInfo(zone))
+        assert local.date() == day
+        if created == subscribed:
+            continue  # signed up after their hour: that day's digest goes out at once
+        # at the reader's hour, or the first moment after it when DST skipped it
+        assert local.hour == send_hour or (local.hour == send_hour + 1 and local.minute == 0)
+
+
+def test_a_weekly_reader_gets_mail_on_their_weekday_even_after_downtime(
+    make_settings: Any,
+) -> None:
+    with freeze_time("2027-03-01 06:00"):  # a Monday
+        ctx = pipeline.build_context(make_settings())
+        add_reader(ctx, "weekly@lab.example", frequency="weekly", send_weekday=3, send_hour=9)
+
+    run_passes(ctx, "2027-03-01 06:00", "2027-03-12 23:00", every=timedelta(hours=1))
+    # The machine is off from Wednesday 17th to Friday 19th 12:00, over Thursday's slot.
+    run_passes(ctx, "2027-03-13 00:00", "2027-03-17 00:00", every=timedelta(hours=1))
+    run_passes(ctx, "2027-03-19 12:00", "2027-04-02 00:00", every=timedelta(hours=1))
+
+    planned = digests(ctx, "weekly@lab.example")
+    assert [day.isoformat() for day, _ in planned] == [
+        "2027-03-04",
+        "2027-03-11",
+        "2027-03-18",  # Thursday's digest, caught up on Friday when the machine came back
+        "2027-03-25",
+        "2027-04-01",
+    ]
+    assert planned[2][1] == datetime(2027, 3, 19, 12, tzinfo=UTC)
+    assert all(day.weekday() == 3 for day, _ in planned)
+
+
+def split_sample(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A feed file holding none of the sample's papers yet, and the sample's entries to add."""
+    text = SAMPLE_FEED.read_text(encoding="utf-8")
+    entries = re.findall(r"  <entry>.*?</entry>\n", text, flags=re.S)
+    head = text[: text.index("  <entry>")]
+    feed = tmp_path / "growing.atom"
+    feed.write_text(head + "</feed>\n", encoding="utf-8")
+    return feed, [head, *entries]
+
+
+def publish(feed: Path, parts: list[str], count: int) -> None:
+    """The feed now lists the first `count` sample entries."""
+    head, entries = parts[0], parts[1:]
+    feed.write_text(head + "".join(entries[:count]) + "</feed>\n", encoding="utf-8")
+
+
+def test_after_36_hours_off_each_reader_gets_one_digest_with_everything_missed(
+    make_settings: Any, smtp_server: Any, tmp_path: Path
+) -> None:
+    feed, parts = split_sample(tmp_path)
+    settings = make_settings(
+        sources=[{"name": "papers", "url": str(feed), "kind": "atom"}],
+        digest={"first_digest_days": 1},
+    )
+    publish(feed, parts, 40)
+    with freeze_time("2027-03-10 06:00"):
+        ctx = pipeline.build_context(settings)
+        add_reader(ctx, "ada@lab.example", send_hour=8, max_papers=100)
+    run_passes(ctx, "2027-03-10 06:00", "2027-03-10 08:00", send=True)
+    assert len(smtp_server.to("ada@lab.example")) == 1
+    publish(feed, parts, 80)  # fetched that evening, after the day's digest
+    run_passes(ctx, "2027-03-10 19:00", "2027-03-10 20:00", send=True)
+    smtp_server.clear()
+
+    # Off for 36 hours: 20:00 on the 10th to 08:00 on the 12th, over the 11th's digest.
+    publish(feed, parts, 148)
+    run_passes(ctx, "2027-03-12 08:00", "2027-03-12 23:45", send=True)
+
+    assert len(smtp_server.to("ada@lab.example")) == 1
+    assert [d.isoformat() for d, _ in digests(ctx, "ada@lab.example")] == [
+        "2027-03-10",
+        "2027-03-12",
+    ]
+    first_seen = Counter(
+        paper.first_seen_at.strftime("%d %H:%M") for paper in recommended(ctx, "2027-03-12")
+    )
+    assert set(first_seen) == {"10 19:00", "12 08:00"}, "missed papers are not all covered"
+
+
+def recommended(ctx: pipeline.Context, day: str) -> list[Any]:
+    """The papers a reader's digest of that day recommended."""
+    with Session(ctx.engine) as session:
+        [delivery_id] = session.scalars(
+            select(DeliveryRow.id).where(DeliveryRow.digest_date == date.fromisoformat(day))
+        ).all()
+    ids = item_papers(ctx.engine, [delivery_id])[delivery_id]
+    return list(store.papers_by_ids(ctx.engine, ids).values())
+
+
+def test_a_clock_that_jumps_back_sends_nothing_twice(make_settings: Any, smtp_server: Any) -> None:
+    with freeze_time("2027-03-10 06:00"):
+        ctx = pipeline.build_context(make_settings())
+        add_reader(ctx, "early@lab.example", send_hour=7)
+        add_reader(ctx, "new@lab.example", send_hour=7)
+    run_passes(ctx, "2027-03-10 06:00", "2027-03-10 09:00", send=True)
+    sent_before = Counter(m["To"] for m in smtp_server.messages)
+
+    # Stepped back 25 hours: the 9th's 07:00 comes round again, and every hour after it.
+    run_passes(ctx, "2027-03-09 08:00", "2027-03-10 09:00", send=True)
+
+    assert Counter(m["To"] for m in smtp_server.messages) == sent_before
+    for email in ("early@lab.example", "new@lab.example"):
+        assert [d.isoformat() for d, _ in digests(ctx, email)] == ["2027-03-10"]
+    # And the real next day still comes.
+    run_passes(ctx, "2027-03-11 06:45", "2027-03-11 07:15", send=True)
+    assert [d.isoformat() for d, _ in digests(ctx, "early@lab.example")] == [
+        "2027-03-10",
+        "2027-03-11",
+    ]
+
+
+def test_a_pass_fetches_before_it_plans_so_the_new_papers_are_in_the_digest(
+    make_settings: Any, smtp_server: Any, tmp_path: Path
+) -> None:
+    feed, parts = split_sample(tmp_path)
+    with freeze_time("2027-03-10 07:00"):
+        ctx = pipeline.build_context(
+            make_settings(sources=[{"name": "papers", "url": str(feed), "kind": "atom"}])
+        )
+        add_reader(ctx, "ada@lab.example", send_hour=7, max_papers=100)
+        publish(feed, parts, 148)
+
+        report = pipeline.schedule_pass(ctx)
+
+    assert [f.new for f in report.fetched] == [148]
+    assert report.planned == 1
+    assert len(smtp_server.to("ada@lab.example")) == 1
+    assert recommended(ctx, "2027-03-10"), "the digest went out before the papers were stored"
+
+
+def test_the_next_pass_fetches_only_once_fetch_minutes_have_passed(make_settings: Any) -> None:
+    ctx = pipeline.build_context(make_settings(schedule={"fetch_minutes": 60, "run_minutes": 15}))
+    fetched = []
+    for moment in ("2027-03-10 07:00", "2027-03-10 07:15", "2027-03-10 07:59", "2027-03-10 08:00"):
+        with freeze_time(moment):
+            fetched.append(bool(pipeline.schedule_pass(ctx, send=False).fetched))
+    # The clock went back a day: the last fetch is "in the future", so fetch now, not in 25 hours.
+    with freeze_time("2027-03-09 07:00"):
+        fetched.append(bool(pipeline.schedule_pass(ctx, send=False).fetched))
+    assert fetched == [True, False, False, True, True]
+
+
+def test_weekly_readers_choose_their_weekday_from_the_command_line(
+    config_file: Path,
+) -> None:
+    from click.testing import CliRunner
+
+    from digest.cli import cli
+
+    runner = CliRunner()
+    args = ["--config", str(config_file), "subscribe", "w@lab.example", "--keywords", "diffusion"]
+    ok = runner.invoke(
+        cli, [*args, "--confirmed", "--frequency", "weekly", "--send-weekday", "thursday"]
+    )
+    assert ok.exit_code == 0, ok.output
+    bad = runner.invoke(cli, [*args, "--frequency", "weekly", "--send-weekday", "someday"])
+    assert bad.exit_code != 0
+    assert "send_weekday" in bad.output
+    listed = runner.invoke(cli, ["--config", str(config_file), "subscribers", "list"])
+    assert "weekly (thursday)" in listed.output
 
 
 def test_weekly_readers_get_one_digest_in_seven_days_and_daily_ones_every_day(
     make_settings: Any, smtp_server: Any
 ) -> None:
-    with freeze_time("2025-11-20 08:00:00"):
+    with freeze_time("2025-11-20 08:00:00"):  # a Thursday
         ctx = pipeline.build_context(make_settings())
         for email, frequency in (("weekly@lab.example", "weekly"), ("daily@lab.example", "daily")):
             store.add_subscriber(
                 ctx.engine,
                 email,
                 Preferences(
-                    keywords="agents", send_hour=7, frequency=frequency, channels=("email",)
+                    keywords="agents",
+                    send_hour=7,
+                    frequency=frequency,
+                    send_weekday=3,
+                    channels=("email",),
                 ),
                 confirmed=True,
                 now=ctx.now(),
@@ -65,5 +288,5 @@ def test_weekly_readers_get_one_digest_in_seven_days_and_daily_ones_every_day(
         with freeze_time(f"{day} 08:00:00"):
             planned[day] = pipeline.plan(ctx, due_only=True)
 
-    # 3 and 6 days on: only the daily reader; a week on: both again
+    # 3 and 6 days on: only the daily reader; a week on (Thursday again): both
     assert planned == {"2025-11-23": 1, "2025-11-26": 1, "2025-11-27": 2}

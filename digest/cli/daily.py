@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,7 @@ from digest.cli.base import (
     progress_bar,
     state,
     stdout,
+    user_errors,
 )
 from digest.cli.content import exit_on_source_problems, print_fetch_table
 
@@ -205,28 +205,34 @@ def serve_metrics(ctx: pipeline.Context, port: int | None, host: str) -> None:
 @metrics_options
 @handle_errors
 def worker(once: bool, poll: float, metrics_port: int | None, metrics_host: str) -> None:
-    """Send pending digests; run as many workers as you like against one PostgreSQL database."""
+    """Send pending digests; run as many workers as you like against one PostgreSQL database.
+
+    SIGTERM or SIGINT lets the messages in flight finish, gives the other claims back and exits 0.
+    """
     from digest import pipeline
+    from digest.scheduler import stop_on_signals
 
     ctx = state().context
     serve_metrics(ctx, metrics_port, metrics_host)
     owner = pipeline.worker_id()
     log.info("worker %s started", owner)
-    while True:
-        pipeline.send_queued_mails(ctx)
-        report = pipeline.send_pending(ctx, owner=owner)
-        if report.total:
-            log.info(
-                "readers: sent %d, empty %d, failed %d, to retry %d",
-                report.count("sent"),
-                report.count("empty"),
-                report.count("failed"),
-                report.count("pending"),
-            )
-        if once:
-            return
-        if not report.total:
-            time.sleep(poll)
+    with stop_on_signals() as stop:
+        while not stop.is_set():
+            pipeline.send_queued_mails(ctx)
+            report = pipeline.send_pending(ctx, owner=owner, stop=stop)
+            if report.total:
+                log.info(
+                    "readers: sent %d, empty %d, failed %d, to retry %d",
+                    report.count("sent"),
+                    report.count("empty"),
+                    report.count("failed"),
+                    report.count("pending"),
+                )
+            if once:
+                return
+            if not report.total:
+                stop.wait(poll)
+    log.info("worker %s stopped", owner)
 
 
 @click.command()
@@ -235,12 +241,31 @@ def worker(once: bool, poll: float, metrics_port: int | None, metrics_host: str)
     is_flag=True,
     help="Only fetch and plan; leave sending to `digest worker` processes.",
 )
+@click.option(
+    "--once",
+    is_flag=True,
+    help="Run one pass (fetch if due, plan, send) and exit: for cron or a systemd timer.",
+)
+@click.option(
+    "--reset-clock",
+    is_flag=True,
+    help="Believe the system clock as it is now, after it was set forward on purpose.",
+)
 @metrics_options
 @handle_errors
-def schedule(no_send: bool, metrics_port: int | None, metrics_host: str) -> None:
-    """Run forever: fetch on schedule and send each reader's digest at their hour."""
+def schedule(
+    no_send: bool, once: bool, reset_clock: bool, metrics_port: int | None, metrics_host: str
+) -> None:
+    """Fetch on schedule and send each reader's digest at their hour; until stopped, or --once."""
     from digest.scheduler import run_scheduler
 
     ctx = state().context
-    serve_metrics(ctx, metrics_port, metrics_host)
-    run_scheduler(ctx, send=not no_send)
+    if not once:
+        serve_metrics(ctx, metrics_port, metrics_host)
+    run_scheduler(
+        ctx,
+        send=not no_send,
+        once=once,
+        reset_clock=reset_clock,
+        expected=tuple(kind for kind, _ in user_errors() if issubclass(kind, Exception)),
+    )

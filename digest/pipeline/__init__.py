@@ -6,6 +6,7 @@ each other. One module per step of the day.
 """
 
 from digest.pipeline.archive import ARCHIVE_DAYS, ArchivedDigest, archive, recorded_digest
+from digest.pipeline.clock import reset_clock
 from digest.pipeline.composing import (
     Window,
     candidates,
@@ -28,10 +29,11 @@ from digest.pipeline.health import (
     watch_queue,
 )
 from digest.pipeline.mails import MailError, send_mails_now, send_queued_mails
-from digest.pipeline.planning import is_due, local_date, plan
+from digest.pipeline.planning import due_date, local_date, plan
 from digest.pipeline.report import Outcome, ReaderOutcome, SendReport
 from digest.pipeline.running import RunReport, outcome_json, run
 from digest.pipeline.sample import send_sample
+from digest.pipeline.scheduling import PassReport, schedule_pass
 from digest.pipeline.steering import (
     SteerError,
     SteerPlan,
@@ -50,6 +52,7 @@ __all__ = [
     "FetchReport",
     "MailError",
     "Outcome",
+    "PassReport",
     "Progress",
     "Pruned",
     "ReaderOutcome",
@@ -66,12 +69,12 @@ __all__ = [
     "candidates",
     "compose",
     "describe",
+    "due_date",
     "explain",
     "fetch",
     "fetched_problems",
     "first_window",
     "housekeeping",
-    "is_due",
     "local_date",
     "note_pass",
     "note_relay",
@@ -81,8 +84,10 @@ __all__ = [
     "preview",
     "reader_feed",
     "recorded_digest",
+    "reset_clock",
     "run",
     "run_sync",
+    "schedule_pass",
     "search_feed",
     "send_mails_now",
     "send_pending",

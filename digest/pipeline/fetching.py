@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from dataclasses import dataclass
+from datetime import timedelta
 
 from digest import ranking, sources, store
 from digest.config import SourceSettings
@@ -25,12 +27,32 @@ class FetchReport:
     warnings: tuple[str, ...] = ()
 
 
+BACKFILL_AFTER = timedelta(days=1)
+"""A source that can be asked for a date range, not fetched well for this long, is backfilled."""
+
+
+def fetch_due(ctx: Context) -> bool:
+    """True when a source was never fetched, or its last fetch is `fetch_minutes` old (or, the
+    clock having gone back, in the future)."""
+    store.sync_config_sources(ctx.engine, [s for s in ctx.settings.sources if s.enabled])
+    now = ctx.now()
+    every = timedelta(minutes=ctx.settings.schedule.fetch_minutes)
+    return any(
+        r.last_fetched_at is None or not now - every < r.last_fetched_at <= now
+        for r in store.list_sources(ctx.engine)
+    )
+
+
 def fetch(
-    ctx: Context, *, only: str | None = None, progress: Progress | None = None
+    ctx: Context,
+    *,
+    only: str | None = None,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
 ) -> list[FetchReport]:
     """Fetch every enabled source (or one), store the papers, remember how each fetch went.
 
-    One source failing never stops the others.
+    One source failing never stops the others; `stop` ends the run between two sources.
     """
     store.sync_config_sources(ctx.engine, [s for s in ctx.settings.sources if s.enabled])
     records = store.list_sources(ctx.engine)
@@ -40,6 +62,8 @@ def fetch(
             raise store.UnknownSource(f"no source named {only!r} (see `digest sources list`)")
     reports = []
     for done, record in enumerate(records):
+        if stop is not None and stop.is_set():
+            break
         if progress:
             progress(f"fetching {record.name}", done, len(records))
         reports.append(_fetch_one(ctx, record))

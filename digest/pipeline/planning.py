@@ -1,16 +1,25 @@
-"""Plan stage: one delivery row per (subscriber, digest date, channel), created once."""
+"""Plan stage: one delivery row per (subscriber, digest date, channel), created once.
+
+When a digest is due is decided here and only here:
+
+- a daily reader's digest for their local date is due once their send hour has come in their
+  own time zone (the hour after a DST gap counts: 02:00 that never happens is 03:00);
+- a weekly reader's is due from their send hour on the weekday they chose, and stays due (a
+  catch-up, dated that weekday) until it exists, so downtime never moves their weekday;
+- nothing is planned for a date on or before one a reader already has on that channel: a clock
+  that jumps back plans nothing again, and after downtime one digest covers everything missed
+  (its window runs from the previous digest's cutoff).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from digest import store
-from digest.models import (
-    Subscriber,
-)
+from digest.models import Subscriber
 from digest.pipeline.context import Context
 
 
@@ -19,15 +28,26 @@ def local_date(subscriber: Subscriber | store.Timing, now: datetime) -> date:
     return _local(now, subscriber.timezone).date()
 
 
-def is_due(subscriber: Subscriber | store.Timing, now: datetime) -> bool:
-    """True once the subscriber's send hour has come in their own time zone."""
-    return _local(now, subscriber.timezone).hour >= subscriber.send_hour
-
-
 @lru_cache(maxsize=1024)
 def _local(now: datetime, timezone: str) -> datetime:
     # A million readers share a few hundred zones: convert `now` once per zone, not per reader.
     return now.astimezone(ZoneInfo(timezone))
+
+
+def due_date(subscriber: Subscriber | store.Timing, now: datetime) -> date | None:
+    """The date of the digest the subscriber is owed at `now` (the latest slot that has come), or None."""
+    local = _local(now, subscriber.timezone)
+    reached = local.hour >= subscriber.send_hour
+    if subscriber.frequency != "weekly":
+        return local.date() if reached else None
+    back = (local.weekday() - subscriber.send_weekday) % 7
+    if back == 0 and not reached:
+        back = 7
+    slot = local.date() - timedelta(days=back)
+    start = subscriber.confirmed_at or subscriber.created_at
+    if start is not None and slot < local_date(subscriber, start):
+        return None  # a new weekly reader starts on their first chosen weekday, not a past one
+    return slot
 
 
 def plan(
@@ -36,12 +56,7 @@ def plan(
     digest_date: date | None = None,
     due_only: bool = False,
 ) -> int:
-    """Create the day's delivery rows (idempotent); returns how many are new.
-
-    With `digest_date`, every active subscriber gets a row for that date (`digest run`); with
-    `due_only`, a subscriber gets one for their local date once their send hour has come
-    (`digest schedule`). Weekly readers get at most one digest in seven days.
-    """
+    """Create the delivery rows that are owed (idempotent); returns how many are new."""
     now = ctx.now()
     return sum(
         ctx.store.deliveries.plan(planned, now=now)
@@ -52,37 +67,31 @@ def plan(
 def planned_batches(
     ctx: Context, *, digest_date: date | None = None, due_only: bool = False
 ) -> Iterator[list[store.PlannedDelivery]]:
-    """The rows `plan` would create, a batch of readers at a time (the dry run reads them too)."""
+    """The rows `plan` would create, a batch of readers at a time (the dry run reads them too).
+
+    With `digest_date`, every active daily reader gets a row for that date, and a weekly reader
+    when their week's digest is owed (`digest run`); with `due_only`, each gets the one
+    `due_date` names unless they already have it or a later one (`digest schedule`).
+    """
     now = ctx.now()
     for batch in store.iter_timings(ctx.engine):
+        latest = ctx.store.deliveries.last_digest_dates([s.id for s in batch])
         planned: list[store.PlannedDelivery] = []
         for subscriber in batch:
-            if due_only and not is_due(subscriber, now):
+            owed = due_date(subscriber, now)
+            if due_only:
+                day = owed
+            elif subscriber.frequency == "weekly":
+                day = (digest_date or now.date()) if owed is not None else None
+            else:
+                day = digest_date or now.date()
+            if day is None:
                 continue
-            day = digest_date or local_date(subscriber, now)
-            planned.extend(
-                store.PlannedDelivery(subscriber.id, day, channel)
-                for channel in subscriber.channels
-            )
-        yield _drop_weekly_not_due(ctx, batch, planned)
-
-
-def _drop_weekly_not_due(
-    ctx: Context, batch: Sequence[store.Timing], planned: list[store.PlannedDelivery]
-) -> list[store.PlannedDelivery]:
-    weekly = {s.id for s in batch if s.frequency == "weekly"}
-    if not weekly:
-        return planned
-    last: dict[str, dict[int, date]] = {}  # per channel, one query for the whole batch
-    kept = []
-    for item in planned:
-        if item.subscriber_id in weekly:
-            if item.channel not in last:
-                last[item.channel] = ctx.store.deliveries.last_digest_dates(
-                    weekly, channel=item.channel
-                )
-            previous = last[item.channel].get(item.subscriber_id)
-            if previous is not None and item.digest_date - previous < timedelta(days=7):
-                continue
-        kept.append(item)
-    return kept
+            for channel in subscriber.channels:
+                previous = latest.get((subscriber.id, channel))
+                # `digest run` may date a daily digest as it likes; the weekly rhythm holds anyway
+                already = owed if due_only or subscriber.frequency == "weekly" else None
+                if already is not None and previous is not None and previous >= already:
+                    continue
+                planned.append(store.PlannedDelivery(subscriber.id, day, channel))
+        yield planned

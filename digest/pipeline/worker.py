@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -99,11 +100,13 @@ def send_pending(
     stop_when_idle: bool = True,
     prepare: Prepare | None = None,
     listener: Listener | None = None,
+    stop: threading.Event | None = None,
 ) -> SendReport:
     """Claim, compose, render and send pending deliveries until none is left (one batch when False).
 
     Each row becomes sent once the relay answers 250 to its DATA, committed within a few
-    milliseconds; see the module docstring for what a crash can cost.
+    milliseconds; see the module docstring for what a crash can cost. Once `stop` is set no
+    further batch is taken: the batch being sent finishes, claimed unsent rows are given back.
     """
     owner = owner or worker_id()
     report = SendReport(listener=listener)
@@ -113,6 +116,7 @@ def send_pending(
         sender = _Sender(
             ctx, transport or ctx.transport(), owner, prepare or prepare_batch, progress, report
         )
+        sender.stop = stop
         started = time.perf_counter()
         try:
             run_sync(sender.run(drain=stop_when_idle))
@@ -148,6 +152,7 @@ class _Sender:
             self.preparer = Preparers(ctx, owner, count)
         self.connections = getattr(getattr(transport, "settings", None), "connections", 1)
         self.progressed = asyncio.Event()
+        self.stop: threading.Event | None = None
 
     async def run(self, *, drain: bool) -> SendReport:
         try:
@@ -169,6 +174,8 @@ class _Sender:
                     prepared = await upcoming
                     if prepared is None:
                         break
+                    if self.stop is not None and self.stop.is_set():
+                        break  # its rows are held: the recorder gives them back on closing
                     if drain:
                         upcoming = asyncio.create_task(asyncio.to_thread(self._next, recorder))
                     if prepared.envelopes:
@@ -189,6 +196,8 @@ class _Sender:
 
     def _next(self, recorder: Recorder) -> Prepared | None:
         """The next prepared batch, its rows held by the recorder and its events reported."""
+        if self.stop is not None and self.stop.is_set():
+            return None
         batch = self.preparer.next() if self.preparer is not None else self.claimer.next()
         if batch is None:
             return None

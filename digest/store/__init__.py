@@ -16,6 +16,7 @@ from digest.store.engine import (
     open_engine,
     schema_is_current,
 )
+from digest.store.locks import ScheduleLock
 from digest.store.mails import MailClaim, MailKind, Mails
 from digest.store.meta import get_or_create_secret, read_meta, write_meta
 from digest.store.overview import deliveries_by_day, oldest_pending
@@ -114,6 +115,7 @@ __all__ = [
     "ProfileMoved",
     "Queue",
     "Saved",
+    "ScheduleLock",
     "SourceRecord",
     "Store",
     "StoreError",

@@ -142,31 +142,21 @@ class Deliveries(Queue):
                 )
         return found
 
-    def last_digest_dates(self, subscriber_ids: Iterable[int], *, channel: str) -> dict[int, date]:
-        """The date of each subscriber's latest digest (planned, sent or empty) on a channel."""
+    def last_digest_dates(self, subscriber_ids: Iterable[int]) -> dict[tuple[int, str], date]:
+        """The date of each subscriber's latest digest per channel, whatever became of it."""
         ids = list(set(subscriber_ids))
-        found: dict[int, date] = {}
+        found: dict[tuple[int, str], date] = {}
         t = self.table
-        live = [
-            DeliveryStatus.SENT.value,
-            DeliveryStatus.EMPTY.value,
-            DeliveryStatus.PENDING.value,
-            DeliveryStatus.SENDING.value,
-        ]
         with self.engine.connect() as connection:
             for start in range(0, len(ids), CHUNK):
                 query = (
-                    select(t.c.subscriber_id, func.max(t.c.digest_date))
-                    .where(
-                        t.c.subscriber_id.in_(ids[start : start + CHUNK]),
-                        t.c.channel == channel,
-                        t.c.status.in_(live),
-                    )
-                    .group_by(t.c.subscriber_id)
+                    select(t.c.subscriber_id, t.c.channel, func.max(t.c.digest_date))
+                    .where(t.c.subscriber_id.in_(ids[start : start + CHUNK]))
+                    .group_by(t.c.subscriber_id, t.c.channel)
                 )
-                for subscriber_id, day in connection.execute(query):
+                for subscriber_id, channel, day in connection.execute(query):
                     if day is not None:
-                        found[subscriber_id] = _day(day)
+                        found[(subscriber_id, channel)] = _day(day)
         return found
 
     def counts_for(self, *, digest_date: date | None = None) -> dict[str, int]:

@@ -543,15 +543,36 @@ class Timing:
     send_hour: int
     frequency: str
     channels: tuple[str, ...]
+    send_weekday: int = 0
+    created_at: datetime | None = None
+    confirmed_at: datetime | None = None
 
 
 def iter_timings(engine: Engine, *, batch: int = 5000) -> Iterator[list[Timing]]:
     """The timing of every active reader in id order, a batch at a time (what planning needs)."""
     table = _TABLE
-    columns = (table.c.id, table.c.timezone, table.c.send_hour, table.c.frequency, table.c.channels)
+    columns = (
+        table.c.id,
+        table.c.timezone,
+        table.c.send_hour,
+        table.c.frequency,
+        table.c.channels,
+        table.c.send_weekday,
+        table.c.created_at,
+        table.c.confirmed_at,
+    )
     for rows in _active_rows(engine, columns, batch):
         yield [
-            Timing(row.id, row.timezone, row.send_hour, row.frequency, tuple(row.channels or ()))
+            Timing(
+                row.id,
+                row.timezone,
+                row.send_hour,
+                row.frequency,
+                tuple(row.channels or ()),
+                row.send_weekday,
+                row.created_at,
+                row.confirmed_at,
+            )
             for row in rows
         ]
 
