@@ -7,6 +7,7 @@ through days of frozen time, the way the scheduler would every 15 minutes.
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -21,8 +22,10 @@ from sqlalchemy.orm import Session
 from digest import pipeline, store
 from digest.config import SAMPLE_FEED
 from digest.store import Preferences
-from digest.store.deliveries import item_papers
 from digest.store.schema import DeliveryRow, SubscriberRow
+from tests.sources_fixtures import FEEDS, Reply
+
+pytest_plugins = ["tests.sources_fixtures"]
 
 TICK = timedelta(minutes=15)
 
@@ -180,12 +183,16 @@ def test_after_36_hours_off_each_reader_gets_one_digest_with_everything_missed(
 
 
 def recommended(ctx: pipeline.Context, day: str) -> list[Any]:
-    """The papers a reader's digest of that day recommended."""
+    """The papers a reader's digest of that day recommended (as composed, once)."""
     with Session(ctx.engine) as session:
-        [delivery_id] = session.scalars(
-            select(DeliveryRow.id).where(DeliveryRow.digest_date == date.fromisoformat(day))
+        [subscriber_id] = session.scalars(
+            select(DeliveryRow.subscriber_id).where(
+                DeliveryRow.digest_date == date.fromisoformat(day)
+            )
         ).all()
-    ids = item_papers(ctx.engine, [delivery_id])[delivery_id]
+    unit = (subscriber_id, date.fromisoformat(day))
+    composition = ctx.store.digests.get_many([unit])[unit]
+    ids = [item.paper_id for item in composition.items if item.section == "match"]
     return list(store.papers_by_ids(ctx.engine, ids).values())
 
 
@@ -243,7 +250,7 @@ def test_the_next_pass_fetches_only_once_fetch_minutes_have_passed(make_settings
 
 
 def test_weekly_readers_choose_their_weekday_from_the_command_line(
-    config_file: Path,
+    config_file: Path, smtp_server: Any
 ) -> None:
     from click.testing import CliRunner
 
@@ -260,6 +267,111 @@ def test_weekly_readers_choose_their_weekday_from_the_command_line(
     assert "send_weekday" in bad.output
     listed = runner.invoke(cli, ["--config", str(config_file), "subscribers", "list"])
     assert "weekly (thursday)" in listed.output
+    # a reader who has yet to confirm is told the day in the confirmation mail
+    pending = ["--config", str(config_file), "subscribe", "p@lab.example", "--keywords", "x"]
+    runner.invoke(
+        cli, [*pending, "--frequency", "weekly", "--send-weekday", "fri", "--send-hour", "9"]
+    )
+    [mail] = smtp_server.to("p@lab.example")
+    assert "Every Friday at 09:00" in mail.get_body(preferencelist=("plain",)).get_content()
+
+
+def test_after_downtime_an_arxiv_api_source_is_backfilled_for_the_days_missed(
+    make_settings: Any, smtp_server: Any, feed_server: Any
+) -> None:
+    whole = (FEEDS / "arxiv-api.atom").read_text(encoding="utf-8")
+    entries = re.findall(r"  <entry>.*?</entry>\n", whole, flags=re.S)
+    newest_only = whole.replace(entries[1], "").replace(entries[2], "")
+    atom = {"Content-Type": "application/atom+xml"}
+    daily = feed_server.route(
+        "/api/query?search_query=cat%3Acs.LG&max_results=1", Reply(200, newest_only.encode(), atom)
+    )
+    feed_server.route("/api/query", Reply(200, whole.encode(), atom))  # any narrowed query
+    settings = make_settings(sources=[{"name": "arxiv-lg", "url": daily, "kind": "arxiv-api"}])
+    with freeze_time("2027-03-10 06:00"):
+        ctx = pipeline.build_context(settings)
+        store.add_subscriber(
+            ctx.engine,
+            "fl@lab.example",
+            Preferences(keywords="hypernetworks, holography", channels=("email",), send_hour=8),
+            confirmed=True,
+            now=ctx.now(),
+        )
+    run_passes(ctx, "2027-03-10 07:00", "2027-03-10 07:00")
+    assert [r.path for r in feed_server.requests] == [
+        "/api/query?search_query=cat%3Acs.LG&max_results=1"
+    ]
+
+    # Off for 36 hours; the daily query still shows only the newest paper.
+    run_passes(ctx, "2027-03-11 19:00", "2027-03-11 19:00", send=True)
+
+    backfill = [r.path for r in feed_server.requests if "submittedDate" in r.path]
+    assert len(backfill) == 1
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(backfill[0]).query)
+    assert query["search_query"] == ["(cat:cs.LG) AND submittedDate:[202703080700 TO 202703111900]"]
+    [catch_up] = smtp_server.to("fl@lab.example")
+    body = catch_up.get_body(preferencelist=("plain",)).get_content()
+    assert "Personalized Federated Learning with Hypernetworks" in body  # only in the backfill
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_one_schedule_lock_per_database_and_it_goes_with_its_holder(
+    database: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    url = (
+        request.getfixturevalue("postgres_url")
+        if database == "postgresql"
+        else f"sqlite:///{tmp_path / 'digest.sqlite3'}"
+    )
+    first, second = store.open_engine(url, create=True), store.open_engine(url)
+    holder, other = store.ScheduleLock(first), store.ScheduleLock(second)
+
+    assert holder.acquire() and holder.acquire()  # taking it again is a no-op
+    assert not other.acquire()
+    if database == "postgresql":
+        # The server drops the holder's connection (a restart, a network cut): the lock is gone
+        # with it, the other takes it, and the first sees it lost the lock.
+        with first.connect() as connection:
+            connection.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            )
+            connection.commit()
+        assert other.acquire()
+        assert not holder.acquire()
+        other.release()
+    else:
+        holder.release()
+    assert other.acquire()
+    other.release()
+
+
+def test_each_pass_records_when_it_ran_and_when_the_next_one_comes(make_settings: Any) -> None:
+    ctx = pipeline.build_context(make_settings(schedule={"run_minutes": 15}))
+    with freeze_time("2027-03-10 07:00"):
+        pipeline.schedule_pass(ctx, send=False)
+    assert store.read_meta(ctx.engine, "schedule.last_run_at") == "2027-03-10T07:00:00+00:00"
+    assert store.read_meta(ctx.engine, "schedule.next_run_at") == "2027-03-10T07:15:00+00:00"
+
+
+def test_schedule_once_says_why_it_does_nothing_while_another_holds_the_lock(
+    config_file: Path, make_settings: Any
+) -> None:
+    from click.testing import CliRunner
+
+    from digest.cli import cli
+
+    ctx = pipeline.build_context(make_settings())
+    with store.ScheduleLock(ctx.engine) as held:
+        assert held.acquire()
+        for _ in range(2):
+            result = CliRunner().invoke(cli, ["--config", str(config_file), "schedule", "--once"])
+            assert result.exit_code == 0
+            assert "another `digest schedule` holds the schedule lock" in result.stderr
+            assert "pass:" not in result.stderr
+    assert store.read_meta(ctx.engine, "schedule.last_run_at") is None  # no pass ran
+    done = CliRunner().invoke(cli, ["--config", str(config_file), "schedule", "--once"])
+    assert "pass: fetched 1 source(s)" in done.stderr
 
 
 def test_weekly_readers_get_one_digest_in_seven_days_and_daily_ones_every_day(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from digest import ranking, sources, store
 from digest.config import SourceSettings
@@ -29,6 +29,9 @@ class FetchReport:
 
 BACKFILL_AFTER = timedelta(days=1)
 """A source that can be asked for a date range, not fetched well for this long, is backfilled."""
+BACKFILL_MARGIN = timedelta(days=2)
+"""How far before the last good fetch a backfill starts: arXiv announces papers a day or more
+after their submission date, so some submitted before it had not been listed yet."""
 
 
 def fetch_due(ctx: Context) -> bool:
@@ -74,6 +77,7 @@ def fetch(
 
 def _fetch_one(ctx: Context, record: store.SourceRecord) -> FetchReport:
     source = SourceSettings(name=record.name, url=record.url, kind=record.kind)  # type: ignore[arg-type]
+    backfilled = _backfill(ctx, source, record.last_ok_at)
     state = sources.FetchState(
         etag=record.etag, last_modified=record.last_modified, content_hash=record.content_hash
     )
@@ -107,9 +111,27 @@ def _fetch_one(ctx: Context, record: store.SourceRecord) -> FetchReport:
         name=record.name,
         status=result.status,
         kind=result.kind,
-        new=counts.new,
-        updated=counts.updated,
+        new=counts.new + backfilled.new,
+        updated=counts.updated + backfilled.updated,
         seen=len(result.papers),
         error=result.error,
         warnings=tuple(result.warnings),
     )
+
+
+def _backfill(
+    ctx: Context, source: SourceSettings, last_ok_at: datetime | None
+) -> store.UpsertCounts:
+    """After downtime, the papers a date-range source listed on the days missed."""
+    now = ctx.now()
+    if last_ok_at is None or now - last_ok_at < BACKFILL_AFTER or not sources.can_backfill(source):
+        return store.UpsertCounts()
+    result = sources.backfill_source(source, last_ok_at - BACKFILL_MARGIN, now, ctx.settings.fetch)
+    if result is None or not result.papers:
+        return store.UpsertCounts()
+    try:
+        counts = store.upsert_papers(ctx.engine, result.papers, now=now)
+    except store.StoreError:
+        return store.UpsertCounts()  # the regular fetch that follows reports the database
+    store.save_acronyms(ctx.engine, ranking.learn_acronyms(result.papers))
+    return counts

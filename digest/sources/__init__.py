@@ -7,6 +7,7 @@ and turn them into Paper records. The only importer of httpx and feedparser; no 
 
 from __future__ import annotations
 
+from .backfill import backfill_source, can_backfill
 from .fetch import fetch_source, make_client, user_agent
 from .ids import paper_key
 from .parse import KINDS, detect_kind, parse_feed
@@ -19,6 +20,8 @@ __all__ = [
     "FetchStatus",
     "ParsedFeed",
     "SourceError",
+    "backfill_source",
+    "can_backfill",
     "detect_kind",
     "fetch_source",
     "make_client",
