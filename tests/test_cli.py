@@ -186,6 +186,31 @@ def test_an_import_without_confirmed_asks_new_and_returning_readers_to_confirm(
     }
 
 
+def test_a_csv_carries_weekly_readers_weekday_in_and_out(config_file: Path, tmp_path: Path) -> None:
+    csv_file = tmp_path / "readers.csv"
+    csv_file.write_text(
+        "email,keywords,frequency,send_weekday\n"
+        "ada@uni.example,agents,weekly,Friday\n"
+        "alan@lab.example,agents,weekly,someday\n"
+        "grace@lab.example,agents,daily,\n",
+        encoding="utf-8",
+    )
+
+    result = digest(config_file, "subscribers", "import", str(csv_file), "--confirmed")
+
+    assert "line 3" in result.stderr and "send_weekday" in result.stderr
+    listed = json.loads(digest(config_file, "subscribers", "list", "--format", "json").stdout)
+    assert [(s["email"], s["frequency"], s["send_weekday"]) for s in listed] == [
+        ("ada@uni.example", "weekly", "friday"),
+        ("grace@lab.example", "daily", "monday"),
+    ]
+    exported = digest(config_file, "subscribers", "export").stdout
+    again = tmp_path / "again.csv"
+    again.write_text(exported, encoding="utf-8")
+    reimport = digest(config_file, "subscribers", "import", str(again), "--confirmed")
+    assert "0 added, 0 updated, 2 unchanged" in reimport.stderr
+
+
 def test_a_csv_saved_in_a_windows_encoding_is_refused_whole_with_the_fix(
     config_file: Path, tmp_path: Path
 ) -> None:

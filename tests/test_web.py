@@ -462,3 +462,28 @@ def test_a_sign_up_while_the_relay_is_down_is_confirmed_by_the_next_run(
         done = client.post(confirm, data={"csrf_token": csrf_of(page.text)})
     assert done.status_code == 200
     assert store.get_subscriber(ctx.engine, email="patient@uni.example").status == "active"
+
+
+def test_a_weekly_reader_picks_the_weekday_on_the_preferences_page(live_site: LiveSite) -> None:
+    reader = add_reader(live_site, "weekly@example.org")
+    url = f"/preferences/{token(live_site, Scope.PREFERENCES, reader)}"
+    with live_site.client() as client:
+        page = client.get(url)
+        assert '<option value="0" selected>Monday</option>' in page.text  # the default
+        form = {
+            "csrf_token": csrf_of(page.text),
+            "keywords": "LLM agents",
+            "frequency": "weekly",
+            "send_weekday": "4",
+            "send_hour": "9",
+            "timezone": "Europe/Paris",
+            "max_papers": "5",
+            "channel_email": "on",
+            "action": "save",
+        }
+        assert client.post(url, data=form).status_code == 303
+        assert '<option value="4" selected>Friday</option>' in client.get(url).text
+        bad = client.post(url, data={**form, "send_weekday": "9"})
+        assert bad.status_code == 400 and 'id="send_weekday-error"' in bad.text
+    stored = store.get_subscriber(live_site.ctx.engine, id=reader.id)
+    assert (stored.frequency, stored.send_weekday) == ("weekly", 4)
