@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import IO
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
+
+from digest.store.engine import StoreError
 
 SCHEDULE_LOCK_KEY = 0x6469_6765_7374  # "digest": the advisory lock key this program owns
 SCHEDULE_LOCK_SUFFIX = ".schedule.lock"
@@ -39,22 +42,37 @@ class ScheduleLock:
         return str(path) if path else f"PostgreSQL advisory lock {SCHEDULE_LOCK_KEY}"
 
     def acquire(self) -> bool:
-        """Take the lock if nobody holds it; True when this process holds it afterwards."""
+        """Take the lock if nobody holds it; True when this process holds it afterwards.
+
+        A held advisory lock is checked first: it went with its connection if the server
+        restarted, and must then be taken again (or left to whoever took it meanwhile).
+        """
+        if self._connection is not None and not self._alive(self._connection):
+            self._connection = None
         if self.held:
             return True
         path = lock_path(self.engine)
         if path is None:
-            connection = self.engine.connect()
-            taken = connection.execute(
-                text("SELECT pg_try_advisory_lock(:key)"), {"key": SCHEDULE_LOCK_KEY}
-            ).scalar()
-            connection.commit()
+            try:
+                connection = self.engine.connect()
+                taken = connection.execute(
+                    text("SELECT pg_try_advisory_lock(:key)"), {"key": SCHEDULE_LOCK_KEY}
+                ).scalar()
+                connection.commit()
+            except DBAPIError as exc:
+                raise StoreError(f"cannot take the schedule lock: {exc.orig}") from None
             if taken:
                 self._connection = connection
             else:
                 connection.close()
             return bool(taken)
-        handle = path.open("a+", encoding="utf-8")
+        try:
+            handle = path.open("a+", encoding="utf-8")
+        except OSError as exc:
+            raise StoreError(
+                f"cannot open the schedule lock file {path} ({exc.strerror}): "
+                "the folder of the SQLite file must be writable"
+            ) from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -67,6 +85,17 @@ class ScheduleLock:
         self._file = handle
         return True
 
+    @staticmethod
+    def _alive(connection: Connection) -> bool:
+        try:
+            connection.execute(text("SELECT 1"))
+            connection.commit()
+        except DBAPIError:
+            connection.invalidate()
+            connection.close()
+            return False
+        return True
+
     def release(self) -> None:
         """Give the lock up (nothing when not held)."""
         if self._connection is not None:
@@ -75,6 +104,8 @@ class ScheduleLock:
                     text("SELECT pg_advisory_unlock(:key)"), {"key": SCHEDULE_LOCK_KEY}
                 )
                 self._connection.commit()
+            except DBAPIError:
+                pass  # the connection is gone, and the lock with it
             finally:
                 self._connection.close()
                 self._connection = None
