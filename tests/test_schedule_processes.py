@@ -206,6 +206,38 @@ def _day(day: str) -> tuple[Any, Any]:
 
 
 @needs_faketime
+def test_a_clock_set_a_day_ahead_between_cron_runs_sends_nothing_early(
+    make_settings: Any, smtp_server: Any, tmp_path: Path
+) -> None:
+    settings = make_settings()
+    config = write_config(tmp_path / "digest.toml", settings)
+    ctx = pipeline.build_context(settings)
+    add_readers(ctx, 1, send_hour=8)
+
+    def once_at(moment: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        # The wall clock is set; the kernel's monotonic and boot clocks go on (as they do).
+        return subprocess.run(
+            ["faketime", "-f", f"@{moment}", *digest_command(config, "schedule", "--once", *extra)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "TZ": "UTC", "FAKETIME_DONT_FAKE_MONOTONIC": "1"},
+        )
+
+    assert once_at("2027-03-10 07:30:00").returncode == 0
+    ahead = once_at("2027-03-11 08:30:00")  # someone sets the clock a day ahead
+
+    assert ahead.returncode == 0, ahead.stderr
+    assert "ahead of the time measured" in ahead.stderr
+    assert smtp_server.raw == [] and statuses(ctx) == {}, "tomorrow's digest went out today"
+
+    # The operator says the new time is right: it is believed from then on.
+    believed = once_at("2027-03-11 08:31:00", "--reset-clock")
+    assert believed.returncode == 0, believed.stderr
+    assert len(smtp_server.to("reader0000@uni.example")) == 1
+
+
+@needs_faketime
 def test_a_running_scheduler_keeps_going_when_the_clock_is_stepped_and_sends_nothing_early(
     make_settings: Any, smtp_server: Any, tmp_path: Path, running: Any
 ) -> None:
