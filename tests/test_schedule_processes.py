@@ -341,3 +341,29 @@ def test_sigterm_while_sending_finishes_what_is_in_flight_and_leaves_nothing_sen
     pipeline.send_pending(ctx)
     received = Counter(r for _, rcpts in smtp_server.envelopes for r in rcpts)
     assert sorted(received.items()) == [(email, 1) for email in emails]
+
+
+def test_a_pass_that_fails_is_logged_and_the_scheduler_goes_on(
+    make_settings: Any, tmp_path: Path, running: Any
+) -> None:
+    from tests.conftest import free_port
+
+    settings = make_settings(smtp={"host": "127.0.0.1", "port": free_port(), "retries": 0})
+    config = write_config(tmp_path / "digest.toml", settings)
+    ctx = pipeline.build_context(settings)
+    add_readers(ctx, 3)
+
+    scheduler = running(digest_command(config, "schedule"))
+    failed = scheduler.wait_for("the pass failed")
+    time.sleep(0.5)
+
+    assert "Traceback" not in "\n".join(scheduler.lines)
+    assert scheduler.process.poll() is None, "the scheduler died with its pass"
+    assert "the next pass tries again" in failed
+    assert scheduler.stop() == 0
+    assert statuses(ctx)["sending"] == 0
+
+    once = subprocess.run(
+        digest_command(config, "schedule", "--once"), capture_output=True, text=True, timeout=60
+    )
+    assert once.returncode == 1  # from cron, the failure is the exit code
