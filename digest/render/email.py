@@ -16,6 +16,7 @@ import jinja2
 
 from digest.config import EmailSettings, SiteSettings, resource_dir
 from digest.models import (
+    WEEKDAYS,
     Digest,
     DigestLinks,
     Match,
@@ -288,7 +289,11 @@ class EmailRenderer:
         profile = schedule = ""
         if subscriber is not None:
             profile = display_text(subscriber.keywords, 500)
-            every = "Every day" if subscriber.frequency == "daily" else "Once a week"
+            every = (
+                "Every day"
+                if subscriber.frequency == "daily"
+                else f"Every {WEEKDAYS[subscriber.send_weekday].capitalize()}"
+            )
             schedule = (
                 f"{every} at {subscriber.send_hour:02d}:00 ({subscriber.timezone}), "
                 f"up to {subscriber.max_papers} papers"
