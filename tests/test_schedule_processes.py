@@ -390,7 +390,8 @@ def test_two_schedulers_on_one_database_fetch_plan_and_send_once(
         Reply(200, SAMPLE_FEED.read_bytes(), {"Content-Type": "application/atom+xml"}),
     )
     settings = make_settings(
-        sources=[{"name": "papers", "url": feed_server.url("/papers.atom"), "kind": "atom"}]
+        sources=[{"name": "papers", "url": feed_server.url("/papers.atom"), "kind": "atom"}],
+        schedule={"run_minutes": 1, "fetch_minutes": 60},
     )
     config = write_config(tmp_path / "digest.toml", settings)
     ctx = pipeline.build_context(settings)
@@ -412,8 +413,11 @@ def test_two_schedulers_on_one_database_fetch_plan_and_send_once(
         (email, 1) for email in emails
     ]
     assert first.stop() == 0
-    # The second takes over once the first is gone (it tries again at its next tick); here it
-    # is simply stopped, and says so.
+    # The second takes over at its next tick once the first is gone (a minute here), and fetches
+    # nothing new: the last fetch is recent.
+    second.wait_for("took over the schedule lock", limit=90)
+    assert "no fetch due" in second.wait_for("pass:", limit=30)
+    assert len(feed_server.hits("/papers.atom")) == 1
     assert second.stop() == 0
     assert second.lines[-1].endswith("scheduler stopped")
 
