@@ -85,6 +85,6 @@ def configure(settings: LoggingSettings, *, quiet: bool = False) -> None:
     root.addHandler(handler)
     level = getattr(logging, settings.level.upper())
     root.setLevel(max(level, logging.WARNING) if quiet else level)
-    for chatty in ("apscheduler", "httpx", "httpcore", "alembic"):
+    for chatty in ("httpx", "httpcore", "alembic"):
         # their info lines (each job start, each request) drown ours; warnings still show
         logging.getLogger(chatty).setLevel(max(level, logging.WARNING))
