@@ -59,6 +59,10 @@ def run_scheduler(
     """
     settings = ctx.settings.schedule
     interval = timedelta(minutes=settings.run_minutes)
+    if reset_clock:
+        # whoever holds the lock runs the next pass, and believes the clock from then on
+        pipeline.reset_clock(ctx.engine)
+        log.info("the system clock is believed as it is from the next pass on")
     with stop_on_signals() as stop, store.ScheduleLock(ctx.engine) as lock:
         idle_said = False
         if not once:
@@ -73,9 +77,6 @@ def run_scheduler(
                 if idle_said:
                     log.info("took over the schedule lock (%s)", lock.where)
                     idle_said = False
-                if reset_clock:
-                    pipeline.reset_clock(ctx.engine)
-                    reset_clock = False
                 try:
                     report = pipeline.schedule_pass(ctx, send=send, stop=stop)
                 except expected as exc:

@@ -54,7 +54,7 @@ def read_clock(engine: store.Engine, wall: datetime) -> Reading:
             log.warning(
                 "the system clock is %s ahead of the time measured since the last pass; "
                 "scheduling by the measured time (%s). If the new time is right, restart "
-                "the machine or run `digest schedule --reset-clock`",
+                "the machine or run `digest schedule --once --reset-clock`",
                 _span(ahead),
                 measured.isoformat(timespec="seconds"),
             )
