@@ -48,7 +48,7 @@ class PassReport:
                 parts.append(f"{failed} source(s) failed")
         else:
             parts.append("no fetch due")
-        parts.append(f"planned {self.planned}")
+        parts.append(f"planned {self.planned} deliveries")
         if self.sent is not None:
             s = self.sent
             parts.append(
