@@ -428,7 +428,8 @@ def measure_schedule(command: list[str], env: dict[str, str], log: Path) -> Meas
     """`digest schedule --no-send` until it logs its first planning, then stopped."""
     start = log.stat().st_size if log.exists() else 0
     child = Child(command, env, log)
-    while not re.search(r"planned \d+ deliveries", log.read_text()[start:]):
+    # A byte offset: the log holds the fetch table's box-drawing characters before this step.
+    while not re.search(rb"planned \d+ deliveries", log.read_bytes()[start:]):
         if child.process.poll() is not None:
             raise SystemExit(f"digest schedule stopped; its output:\n{log.read_text()[-4000:]}")
         time.sleep(0.1)

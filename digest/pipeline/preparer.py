@@ -14,6 +14,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import signal
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -213,6 +214,11 @@ class PreparerProcess:
 def _preparer_main(settings: Settings, owner: str, conn: Connection) -> None:
     """The child: claim and prepare until nothing is due or the sender says stop."""
     from digest.pipeline.batch import prepare_batch
+
+    # Ctrl-C and systemd signal the whole process group: the sender decides when to stop (it
+    # finishes what is in flight, then says "stop"); a dead sender shows as a closed pipe.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     credits = AHEAD
     try:
