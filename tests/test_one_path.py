@@ -64,6 +64,25 @@ def readers_on(relay: Relay, make_settings: Any, clock: Clock, n: int) -> pipeli
     return ctx
 
 
+def sign_up_while_the_relay_hiccups(
+    relay: Relay, make_settings: Any, clock: Clock, email: str
+) -> pipeline.Context:
+    """A sign-up whose confirmation the relay answers 451 once: the mail stays queued."""
+    ctx = readers_on(relay, make_settings, clock, 0)
+    relay.rules[email] = Rule("451 4.3.0 try later", times=1)
+    store.add_subscriber(
+        ctx.engine,
+        email,
+        Preferences(keywords="agents"),
+        confirmed=False,
+        now=clock(),
+        send_confirmation=True,
+    )
+    with pytest.raises(pipeline.MailError):
+        pipeline.send_mails_now(ctx)
+    return ctx
+
+
 def titles_in(message: Any) -> str:
     return message.get_body(preferencelist=("plain",)).get_content()
 
@@ -257,18 +276,7 @@ def test_a_web_style_sign_up_while_the_relay_is_down_is_confirmed_after_it_recov
     relay: Relay, make_settings: Any
 ) -> None:
     clock = Clock()
-    ctx = readers_on(relay, make_settings, clock, 0)
-    relay.rules["new@uni.example"] = Rule("451 4.3.0 try later", times=1)
-    store.add_subscriber(
-        ctx.engine,
-        "new@uni.example",
-        Preferences(keywords="agents"),
-        confirmed=False,
-        now=clock(),
-        send_confirmation=True,
-    )
-    with pytest.raises(pipeline.MailError):
-        pipeline.send_mails_now(ctx)
+    ctx = sign_up_while_the_relay_hiccups(relay, make_settings, clock, "new@uni.example")
     assert ctx.store.mails.counts() == {"pending": 1}
 
     clock.at += timedelta(hours=1)
@@ -283,18 +291,7 @@ def test_a_confirmation_whose_link_would_have_expired_is_not_sent(
     relay: Relay, make_settings: Any
 ) -> None:
     clock = Clock()
-    ctx = readers_on(relay, make_settings, clock, 0)
-    relay.rules["late@uni.example"] = Rule("451 4.3.0 try later", times=1)
-    store.add_subscriber(
-        ctx.engine,
-        "late@uni.example",
-        Preferences(keywords="agents"),
-        confirmed=False,
-        now=clock(),
-        send_confirmation=True,
-    )
-    with pytest.raises(pipeline.MailError):
-        pipeline.send_mails_now(ctx)
+    ctx = sign_up_while_the_relay_hiccups(relay, make_settings, clock, "late@uni.example")
 
     clock.at += timedelta(days=ctx.settings.web.token_max_age_days + 1)
     pipeline.send_queued_mails(ctx, SmtpTransport(ctx.settings.smtp))
