@@ -14,6 +14,7 @@ import sys
 import time
 from typing import Any
 
+import psutil
 import pytest
 from sqlalchemy import insert, select
 
@@ -107,8 +108,16 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_repeats_at_most_the_bound(
 
     worker = start_worker(settings)
     wait_for(lambda: sum(sink.copies().values()) >= 120, "the worker to send 120 digests")
+    preparers = psutil.Process(worker.pid).children()
+    assert preparers, "a worker with 400 digests due composes them in preparer processes"
     worker.send_signal(signal.SIGKILL)
     worker.wait(timeout=10)
+    # Its preparer processes die with it: none is left composing for a dead sender.
+    wait_for(
+        lambda: not any(p.is_running() and p.status() != "zombie" for p in preparers),
+        "the killed worker's preparers to exit",
+        limit=10,
+    )
     received_before_rerun = sum(sink.copies().values())
     assert received_before_rerun < 400, "the worker finished before it could be killed"
 

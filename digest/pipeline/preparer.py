@@ -11,10 +11,12 @@ those rows as its own, and a rerun after a crash takes them over like the sender
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
 import signal
+import sys
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -29,6 +31,15 @@ log = logging.getLogger(__name__)
 
 AHEAD = 2
 """Batches the preparer may have ready before the sender takes one (bounds its memory)."""
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when its parent dies (PR_SET_PDEATHSIG); elsewhere, a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
 
 
 @dataclass
@@ -157,7 +168,7 @@ class PreparerProcess:
         ctx.engine.dispose()  # a forked child must not share the parent's connections
         self._process = context.Process(
             target=_preparer_main,
-            args=(ctx.settings, owner, child),
+            args=(ctx.settings, owner, child, self._conn),
             name="digest-preparer",
             daemon=True,
         )
@@ -211,9 +222,14 @@ class PreparerProcess:
         return untaken
 
 
-def _preparer_main(settings: Settings, owner: str, conn: Connection) -> None:
+def _preparer_main(settings: Settings, owner: str, conn: Connection, theirs: Connection) -> None:
     """The child: claim and prepare until nothing is due or the sender says stop."""
     from digest.pipeline.batch import prepare_batch
+
+    # A forked child holds the sender's end of the pipe too: closed here, so the sender's death
+    # reaches us as a closed pipe; and on Linux the kernel ends us with it (no orphan stays).
+    theirs.close()
+    _die_with_parent()
 
     # Ctrl-C and systemd signal the whole process group: the sender decides when to stop (it
     # finishes what is in flight, then says "stop"); a dead sender shows as a closed pipe.
