@@ -272,8 +272,7 @@ def test_status_json_describes_a_known_state_and_exits_1_until_healthy(
 
     # what a scheduler pass records, status shows
     engine = store.open_engine(database_url)
-    store.write_meta(
-        engine,
+    store.Store(engine).meta.write(
         {
             "schedule.last_run_at": "2025-11-27T07:45:00+00:00",
             "schedule.next_run_at": "2025-11-27T08:00:00+00:00",

@@ -350,8 +350,8 @@ def test_each_pass_records_when_it_ran_and_when_the_next_one_comes(make_settings
     ctx = pipeline.build_context(make_settings(schedule={"run_minutes": 15}))
     with freeze_time("2027-03-10 07:00"):
         pipeline.schedule_pass(ctx, send=False)
-    assert store.read_meta(ctx.engine, "schedule.last_run_at") == "2027-03-10T07:00:00+00:00"
-    assert store.read_meta(ctx.engine, "schedule.next_run_at") == "2027-03-10T07:15:00+00:00"
+    assert ctx.store.meta.read("schedule.last_run_at") == "2027-03-10T07:00:00+00:00"
+    assert ctx.store.meta.read("schedule.next_run_at") == "2027-03-10T07:15:00+00:00"
 
 
 def test_schedule_once_says_why_it_does_nothing_while_another_holds_the_lock(
@@ -369,7 +369,7 @@ def test_schedule_once_says_why_it_does_nothing_while_another_holds_the_lock(
             assert result.exit_code == 0
             assert "another `digest schedule` holds the schedule lock" in result.stderr
             assert "pass:" not in result.stderr
-    assert store.read_meta(ctx.engine, "schedule.last_run_at") is None  # no pass ran
+    assert ctx.store.meta.read("schedule.last_run_at") is None  # no pass ran
     done = CliRunner().invoke(cli, ["--config", str(config_file), "schedule", "--once"])
     assert "pass: fetched 1 source(s)" in done.stderr
 

@@ -45,7 +45,7 @@ class Reading:
 def read_clock(engine: store.Engine, wall: datetime) -> Reading:
     """The time to schedule by at `wall` (see the module docstring); records the next anchor."""
     monotonic, boot, boot_id = time.monotonic(), _boottime(), _boot_id()
-    anchor = _load(store.read_meta(engine, ANCHOR_KEY))
+    anchor = _load(store.Store(engine).meta.read(ANCHOR_KEY))
     if anchor is not None and boot_id and anchor.get("boot_id") == boot_id:
         passed = max(monotonic - float(anchor["monotonic"]), boot - float(anchor["boot"]))
         measured = datetime.fromisoformat(anchor["wall"]) + timedelta(seconds=passed)
@@ -65,13 +65,13 @@ def read_clock(engine: store.Engine, wall: datetime) -> Reading:
                 _span(measured - wall),
             )
     anchor = {"boot_id": boot_id, "wall": wall.isoformat(), "monotonic": monotonic, "boot": boot}
-    store.write_meta(engine, {ANCHOR_KEY: json.dumps(anchor)})
+    store.Store(engine).meta.write({ANCHOR_KEY: json.dumps(anchor)})
     return Reading(wall)
 
 
 def reset_clock(engine: store.Engine) -> None:
     """Forget the anchor: the next pass believes the wall clock as it is."""
-    store.write_meta(engine, {ANCHOR_KEY: "null"})
+    store.Store(engine).meta.write({ANCHOR_KEY: "null"})
 
 
 def _load(raw: str | None) -> dict[str, Any] | None:

@@ -170,5 +170,5 @@ def build_context(settings: Settings, *, now: Callable[[], datetime] = utcnow) -
     """Open the database and the token signer; a missing or older database is refused, not made."""
     engine = store.open_engine(settings.database.url)
     store.check_schema(engine)
-    secret = settings.site.secret_key or store.get_or_create_secret(engine)
+    secret = settings.site.secret_key or store.Store(engine).meta.secret()
     return Context(settings=settings, engine=engine, signer=Signer(secret), now=now)

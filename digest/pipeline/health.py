@@ -141,8 +141,8 @@ def status(ctx: Context) -> Status:
         store.deliveries_by_day(ctx.engine, since=today - timedelta(days=6)).items()
     ):
         days.setdefault(day, dict.fromkeys(DELIVERY_STATUSES, 0)).update(counts)
-    last_run = _when(store.read_meta(ctx.engine, LAST_RUN_KEY))
-    next_run = _when(store.read_meta(ctx.engine, NEXT_RUN_KEY))
+    last_run = _when(ctx.store.meta.read(LAST_RUN_KEY))
+    next_run = _when(ctx.store.meta.read(NEXT_RUN_KEY))
     report = Status(
         sources=[source_health(ctx, r) for r in records],
         deliveries=days,
@@ -153,7 +153,7 @@ def status(ctx: Context) -> Status:
         },
         last_run_at=last_run,
         next_run_at=next_run,
-        relay_error=store.read_meta(ctx.engine, RELAY_ERROR_KEY) or None,
+        relay_error=ctx.store.meta.read(RELAY_ERROR_KEY) or None,
     )
     report.problems = source_problems(ctx, records) + _delivery_problems(report, now)
     return report
@@ -188,17 +188,15 @@ def note_pass(ctx: Context) -> None:
     """Remember that a scheduled pass ran now, and when the next one comes (for `digest status`)."""
     now = ctx.now()
     following = now + timedelta(minutes=ctx.settings.schedule.run_minutes)
-    store.write_meta(
-        ctx.engine, {LAST_RUN_KEY: now.isoformat(), NEXT_RUN_KEY: following.isoformat()}
-    )
+    ctx.store.meta.write({LAST_RUN_KEY: now.isoformat(), NEXT_RUN_KEY: following.isoformat()})
 
 
 def note_relay(ctx: Context, error: str | None) -> None:
     """Remember the relay's refusal (None: it accepted mail again)."""
-    if error is None and not store.read_meta(ctx.engine, RELAY_ERROR_KEY):
+    if error is None and not ctx.store.meta.read(RELAY_ERROR_KEY):
         return  # nothing to clear: no write on every pass
     stamped = f"{error} (at {ctx.now():%Y-%m-%d %H:%M} UTC)" if error else ""
-    store.write_meta(ctx.engine, {RELAY_ERROR_KEY: stamped})
+    ctx.store.meta.write({RELAY_ERROR_KEY: stamped})
 
 
 def observe_sending(ctx: Context, outcomes: Mapping[str, int], seconds: float) -> None:

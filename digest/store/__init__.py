@@ -18,7 +18,7 @@ from digest.store.engine import (
 )
 from digest.store.locks import ScheduleLock
 from digest.store.mails import MailClaim, MailKind, Mails
-from digest.store.meta import get_or_create_secret, read_meta, write_meta
+from digest.store.meta import Meta
 from digest.store.overview import deliveries_by_day, oldest_pending
 from digest.store.papers import (
     UpsertCounts,
@@ -94,6 +94,7 @@ class Store:
         self.deliveries = Deliveries(engine)
         self.digests = Digests(engine)
         self.mails = Mails(engine)
+        self.meta = Meta(engine)
 
 
 __all__ = [
@@ -108,6 +109,7 @@ __all__ = [
     "MailClaim",
     "MailKind",
     "Mails",
+    "Meta",
     "Outcome",
     "PlannedDelivery",
     "Preferences",
@@ -135,7 +137,6 @@ __all__ = [
     "deliveries_by_day",
     "describe",
     "get_change",
-    "get_or_create_secret",
     "get_source",
     "get_subscriber",
     "hit_rate_limit",
@@ -159,7 +160,6 @@ __all__ = [
     "prune_mails",
     "prune_rate_events",
     "purge_unconfirmed",
-    "read_meta",
     "record_change",
     "record_fetch",
     "remove_source",
@@ -176,5 +176,4 @@ __all__ = [
     "unsubscribe",
     "update_preferences",
     "upsert_papers",
-    "write_meta",
 ]

@@ -13,34 +13,38 @@ from digest.store.schema import MetaRow
 SECRET_KEY = "secret_key"
 
 
-def get_or_create_secret(engine: Engine) -> str:
-    """A random signing key kept in the database, for setups that configure none."""
-    with transaction(engine) as session:
-        value = session.scalar(select(MetaRow.value).where(MetaRow.key == SECRET_KEY))
-        if value:
-            return value
-    try:
-        with transaction(engine) as session:
-            value = secrets.token_urlsafe(32)
-            session.add(MetaRow(key=SECRET_KEY, value=value))
-            return value
-    except IntegrityError:
-        # Another process created it first; use theirs.
-        return get_or_create_secret(engine)
+class Meta:
+    """Small named values the program keeps for itself (the meta table)."""
 
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
 
-def read_meta(engine: Engine, key: str) -> str | None:
-    """A named value, or None when it was never written."""
-    with transaction(engine) as session:
-        return session.scalar(select(MetaRow.value).where(MetaRow.key == key))
+    def secret(self) -> str:
+        """A random signing key kept in the database, for setups that configure none."""
+        with transaction(self.engine) as session:
+            value = session.scalar(select(MetaRow.value).where(MetaRow.key == SECRET_KEY))
+            if value:
+                return value
+        try:
+            with transaction(self.engine) as session:
+                value = secrets.token_urlsafe(32)
+                session.add(MetaRow(key=SECRET_KEY, value=value))
+                return value
+        except IntegrityError:
+            # Another process created it first; use theirs.
+            return self.secret()
 
+    def read(self, key: str) -> str | None:
+        """A named value, or None when it was never written."""
+        with transaction(self.engine) as session:
+            return session.scalar(select(MetaRow.value).where(MetaRow.key == key))
 
-def write_meta(engine: Engine, values: dict[str, str]) -> None:
-    """Write (insert or replace) named values in one transaction."""
-    with transaction(engine) as session:
-        for key, value in values.items():
-            row = session.get(MetaRow, key)
-            if row is None:
-                session.add(MetaRow(key=key, value=value))
-            else:
-                row.value = value
+    def write(self, values: dict[str, str]) -> None:
+        """Write (insert or replace) named values in one transaction."""
+        with transaction(self.engine) as session:
+            for key, value in values.items():
+                row = session.get(MetaRow, key)
+                if row is None:
+                    session.add(MetaRow(key=key, value=value))
+                else:
+                    row.value = value

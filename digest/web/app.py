@@ -31,7 +31,7 @@ def create_app(settings: Settings, *, ctx: pipeline.Context | None = None) -> St
     """The web app for these settings (opens the database, which must be initialised)."""
     ctx = ctx or pipeline.build_context(settings)
     pipeline.watch_queue(ctx)
-    secret = settings.site.secret_key or store.get_or_create_secret(ctx.engine)
+    secret = settings.site.secret_key or ctx.store.meta.secret()
     https = settings.site.base_url.startswith("https://")
     directory = template_dir()
     site = Site(
