@@ -375,7 +375,7 @@ def test_retention_prunes_old_digests_and_expired_sign_ups_but_keeps_each_reader
     with freeze_time("2025-11-20 08:00:00"):
         assert digest(config_file, "-q", "run", "--no-fetch").exit_code == 0
     # that run pruned steady's 6 January digest (older than 180 days, and no longer its newest)
-    assert sorted(store.deliveries_by_day(ctx.engine, since=date(2025, 1, 1))) == [
+    assert sorted(ctx.store.overview.deliveries_by_day(since=date(2025, 1, 1))) == [
         date(2025, 1, 6),  # paused's, its only one
         date(2025, 1, 7),  # steady's, its newest then
         date(2025, 11, 20),
@@ -386,7 +386,7 @@ def test_retention_prunes_old_digests_and_expired_sign_ups_but_keeps_each_reader
 
     # steady's 7 January digest goes (its email and feed rows); paused keeps its only one
     assert (pruned.digests, pruned.deliveries) == (1, 2)
-    remaining = store.deliveries_by_day(ctx.engine, since=date(2025, 1, 1))
+    remaining = ctx.store.overview.deliveries_by_day(since=date(2025, 1, 1))
     assert sorted(remaining) == [date(2025, 1, 6), date(2025, 11, 20)]
     # the sign-up never confirmed went with the run after its link expired (and its mail)
     assert store.count_subscribers(ctx.engine) == {"active": 1, "unsubscribed": 1}

@@ -138,7 +138,7 @@ def status(ctx: Context) -> Status:
         today - timedelta(days=n): dict.fromkeys(DELIVERY_STATUSES, 0) for n in range(6, -1, -1)
     }
     for day, counts in sorted(
-        store.deliveries_by_day(ctx.engine, since=today - timedelta(days=6)).items()
+        ctx.store.overview.deliveries_by_day(since=today - timedelta(days=6)).items()
     ):
         days.setdefault(day, dict.fromkeys(DELIVERY_STATUSES, 0)).update(counts)
     last_run = _when(ctx.store.meta.read(LAST_RUN_KEY))
@@ -146,7 +146,7 @@ def status(ctx: Context) -> Status:
     report = Status(
         sources=[source_health(ctx, r) for r in records],
         deliveries=days,
-        oldest_pending_at=store.oldest_pending(ctx.engine),
+        oldest_pending_at=ctx.store.overview.oldest_pending(),
         subscribers={
             **dict.fromkeys(("active", "pending", "unsubscribed", "bounced"), 0),
             **store.count_subscribers(ctx.engine),

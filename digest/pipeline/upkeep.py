@@ -32,12 +32,12 @@ def housekeeping(ctx: Context) -> Pruned:
     now = ctx.now()
     settings = ctx.settings
     kept_since = now - timedelta(days=settings.delivery.keep_days)
-    deliveries, digests = store.prune_digests(ctx.engine, before=kept_since.date())
+    deliveries, digests = ctx.store.retention.prune_digests(before=kept_since.date())
     return Pruned(
-        rate_events=store.prune_rate_events(ctx.engine, before=now - RATE_EVENTS_KEPT),
+        rate_events=ctx.store.rate_limits.prune(before=now - RATE_EVENTS_KEPT),
         deliveries=deliveries,
         digests=digests,
-        mails=store.prune_mails(ctx.engine, before=kept_since),
+        mails=ctx.store.retention.prune_mails(before=kept_since),
         signups=store.purge_unconfirmed(
             ctx.engine, before=now - timedelta(days=settings.web.token_max_age_days)
         ),

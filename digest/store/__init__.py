@@ -19,7 +19,7 @@ from digest.store.engine import (
 from digest.store.locks import ScheduleLock
 from digest.store.mails import MailClaim, MailKind, Mails
 from digest.store.meta import Meta
-from digest.store.overview import deliveries_by_day, oldest_pending
+from digest.store.overview import Overview
 from digest.store.papers import (
     UpsertCounts,
     count_papers,
@@ -34,8 +34,8 @@ from digest.store.papers import (
     upsert_papers,
 )
 from digest.store.queue import Outcome, Queue
-from digest.store.ratelimit import hit_rate_limit, prune_rate_events
-from digest.store.retention import prune_digests, prune_mails
+from digest.store.ratelimit import RateLimits
+from digest.store.retention import Retention
 from digest.store.sources import (
     SourceRecord,
     UnknownSource,
@@ -94,6 +94,9 @@ class Store:
         self.deliveries = Deliveries(engine)
         self.digests = Digests(engine)
         self.mails = Mails(engine)
+        self.retention = Retention(engine)
+        self.rate_limits = RateLimits(engine)
+        self.overview = Overview(engine)
         self.meta = Meta(engine)
 
 
@@ -111,11 +114,14 @@ __all__ = [
     "Mails",
     "Meta",
     "Outcome",
+    "Overview",
     "PlannedDelivery",
     "Preferences",
     "ProfileChange",
     "ProfileMoved",
     "Queue",
+    "RateLimits",
+    "Retention",
     "Saved",
     "ScheduleLock",
     "SourceRecord",
@@ -134,12 +140,10 @@ __all__ = [
     "count_papers",
     "count_papers_seen_between",
     "count_subscribers",
-    "deliveries_by_day",
     "describe",
     "get_change",
     "get_source",
     "get_subscriber",
-    "hit_rate_limit",
     "iter_active",
     "iter_timings",
     "list_changes",
@@ -150,15 +154,11 @@ __all__ = [
     "migrate",
     "newest_seen_at",
     "normalize_email",
-    "oldest_pending",
     "open_engine",
     "paper_counts_by_source",
     "papers_by_ids",
     "papers_seen_between",
     "pending_preferences",
-    "prune_digests",
-    "prune_mails",
-    "prune_rate_events",
     "purge_unconfirmed",
     "record_change",
     "record_fetch",

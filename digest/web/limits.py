@@ -3,7 +3,7 @@ at once (the rest wait briefly, then get 503 with Retry-After), and on request b
 
 These guard reads (previews, search feeds, preference pages), which are many and cheap to send;
 their counters live in this process's memory so a flood costs no database writes. Sign-ups, which
-send mail, keep their counters in the database (store.hit_rate_limit) so they hold across processes.
+send mail, keep their counters in the database (store.rate_limits.hit) so they hold across processes.
 """
 
 from __future__ import annotations

@@ -20,7 +20,6 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from digest import pipeline, ranking, store
 from digest.models import Match, Subscriber, SubscriberStatus
-from digest.store.ratelimit import hit_rate_limit
 from digest.tokens import Scope, TokenData, TokenError, TokenExpired
 from digest.web.forms import FormState, read_form, values_of
 from digest.web.limits import Busy, inbox_of
@@ -100,8 +99,7 @@ def start_subscription(
     ctx, limits, now = site.ctx, site.ctx.settings.web, site.ctx.now()
     assert state.preferences is not None
     hour, day = timedelta(hours=1), timedelta(days=1)
-    if network is not None and not hit_rate_limit(
-        ctx.engine,
+    if network is not None and not ctx.store.rate_limits.hit(
         f"subscribe-ip:{network}",
         limit=limits.subscribe_per_ip_per_hour,
         window=hour,
@@ -109,8 +107,7 @@ def start_subscription(
     ):
         return "ip-limit"
     inbox = inbox_of(state.email)
-    if not hit_rate_limit(
-        ctx.engine,
+    if not ctx.store.rate_limits.hit(
         f"subscribe-address:{hashed(inbox)}",
         limit=limits.subscribe_per_address_per_day,
         window=day,
@@ -118,8 +115,7 @@ def start_subscription(
     ):
         log.info("subscribe: per-address limit reached; no mail sent")
         return None
-    if not hit_rate_limit(
-        ctx.engine,
+    if not ctx.store.rate_limits.hit(
         f"subscribe-domain:{hashed(inbox.rpartition('@')[2])}",
         limit=limits.subscribe_per_domain_per_hour,
         window=hour,
