@@ -55,8 +55,7 @@ def plan_steer(ctx: Context, subscriber: Subscriber, paper_id: int, direction: s
 def apply_steer(ctx: Context, subscriber: Subscriber, plan: SteerPlan) -> int:
     """Save the planned change (raises store.ProfileMoved if the profile changed meanwhile)."""
     assert subscriber.id is not None
-    return store.record_change(
-        ctx.engine,
+    return ctx.store.profile_changes.record(
         subscriber.id,
         before=plan.before,
         after=plan.after,
@@ -70,14 +69,14 @@ def apply_steer(ctx: Context, subscriber: Subscriber, plan: SteerPlan) -> int:
 def undo_steer(ctx: Context, subscriber: Subscriber, change_id: int) -> bool:
     """Undo one recorded change, term by term, on the profile as it is now."""
     assert subscriber.id is not None
-    change = store.get_change(ctx.engine, subscriber.id, change_id)
+    change = ctx.store.profile_changes.get(subscriber.id, change_id)
     if change is None or change.undone_at is not None:
         return False
     edits = [ranking.TermEdit(t, b, a).undone() for t, b, a in change.edits]
     after = ranking.apply_edits(subscriber.keywords, edits)
     _check(after)
-    return store.undo_change(
-        ctx.engine, subscriber.id, change_id, before=subscriber.keywords, after=after, now=ctx.now()
+    return ctx.store.profile_changes.undo(
+        subscriber.id, change_id, before=subscriber.keywords, after=after, now=ctx.now()
     )
 
 

@@ -48,11 +48,8 @@ from digest.store.sources import (
 )
 from digest.store.steering import (
     ProfileChange,
+    ProfileChanges,
     ProfileMoved,
-    get_change,
-    list_changes,
-    record_change,
-    undo_change,
 )
 from digest.store.subscribers import (
     InvalidSubscriber,
@@ -94,6 +91,7 @@ class Store:
         self.deliveries = Deliveries(engine)
         self.digests = Digests(engine)
         self.mails = Mails(engine)
+        self.profile_changes = ProfileChanges(engine)
         self.retention = Retention(engine)
         self.rate_limits = RateLimits(engine)
         self.overview = Overview(engine)
@@ -118,6 +116,7 @@ __all__ = [
     "PlannedDelivery",
     "Preferences",
     "ProfileChange",
+    "ProfileChanges",
     "ProfileMoved",
     "Queue",
     "RateLimits",
@@ -141,12 +140,10 @@ __all__ = [
     "count_papers_seen_between",
     "count_subscribers",
     "describe",
-    "get_change",
     "get_source",
     "get_subscriber",
     "iter_active",
     "iter_timings",
-    "list_changes",
     "list_papers",
     "list_sources",
     "list_subscribers",
@@ -160,7 +157,6 @@ __all__ = [
     "papers_seen_between",
     "pending_preferences",
     "purge_unconfirmed",
-    "record_change",
     "record_fetch",
     "remove_source",
     "rotate_feed_token",
@@ -172,7 +168,6 @@ __all__ = [
     "subscribers_by_ids",
     "sync_config_sources",
     "token_version",
-    "undo_change",
     "unsubscribe",
     "update_preferences",
     "upsert_papers",

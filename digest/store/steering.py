@@ -33,87 +33,89 @@ class ProfileMoved(Exception):
     """The profile changed between reading it and saving the change; read it again and retry."""
 
 
-def record_change(
-    engine: Engine,
-    subscriber_id: int,
-    *,
-    before: str,
-    after: str,
-    paper_id: int | None,
-    direction: str,
-    edits: Sequence[Edit],
-    now: datetime,
-) -> int:
-    """Save the new keywords and the change that made them; ProfileMoved if they moved meanwhile."""
-    with transaction(engine) as session:
-        row = session.get(SubscriberRow, subscriber_id, with_for_update=True)
-        if row is None or row.keywords != before:
-            raise ProfileMoved("the profile changed meanwhile")
-        row.keywords = after
-        change = ProfileChangeRow(
-            subscriber_id=subscriber_id,
-            paper_id=paper_id,
-            direction=direction,
-            edits=[list(edit) for edit in edits],
-            created_at=now,
-        )
-        session.add(change)
-        session.flush()
-        return change.id
+class ProfileChanges:
+    """The steering history: each change a reader made to their profile, undoable."""
 
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
 
-def undo_change(
-    engine: Engine, subscriber_id: int, change_id: int, *, before: str, after: str, now: datetime
-) -> bool:
-    """Mark a change undone and save the keywords without it; False if it is not this reader's
-    or already undone. ProfileMoved if the keywords moved meanwhile."""
-    with transaction(engine) as session:
-        change = session.get(ProfileChangeRow, change_id, with_for_update=True)
-        if change is None or change.subscriber_id != subscriber_id or change.undone_at:
-            return False
-        row = session.get(SubscriberRow, subscriber_id, with_for_update=True)
-        if row is None or row.keywords != before:
-            raise ProfileMoved("the profile changed meanwhile")
-        row.keywords = after
-        change.undone_at = now
-        return True
-
-
-def get_change(engine: Engine, subscriber_id: int, change_id: int) -> ProfileChange | None:
-    """One of the reader's changes, or None."""
-    found = _changes(engine, subscriber_id, change_id=change_id, limit=1)
-    return found[0] if found else None
-
-
-def list_changes(engine: Engine, subscriber_id: int, *, limit: int = 20) -> list[ProfileChange]:
-    """The reader's latest changes made from digests, newest first."""
-    return _changes(engine, subscriber_id, limit=limit)
-
-
-def _changes(
-    engine: Engine, subscriber_id: int, *, change_id: int | None = None, limit: int
-) -> list[ProfileChange]:
-    query: Any = (
-        select(ProfileChangeRow, PaperRow.title)
-        .outerjoin(PaperRow, PaperRow.id == ProfileChangeRow.paper_id)
-        .where(ProfileChangeRow.subscriber_id == subscriber_id)
-        .order_by(ProfileChangeRow.id.desc())
-        .limit(limit)
-    )
-    if change_id is not None:
-        query = query.where(ProfileChangeRow.id == change_id)
-    with transaction(engine) as session:
-        return [
-            ProfileChange(
-                id=row.id,
-                direction=row.direction,
-                edits=tuple((str(t), _num(b), _num(a)) for t, b, a in row.edits),
-                paper_title=title or "",
-                created_at=row.created_at,
-                undone_at=row.undone_at,
+    def record(
+        self,
+        subscriber_id: int,
+        *,
+        before: str,
+        after: str,
+        paper_id: int | None,
+        direction: str,
+        edits: Sequence[Edit],
+        now: datetime,
+    ) -> int:
+        """Save the new keywords and the change that made them; ProfileMoved if they moved meanwhile."""
+        with transaction(self.engine) as session:
+            row = session.get(SubscriberRow, subscriber_id, with_for_update=True)
+            if row is None or row.keywords != before:
+                raise ProfileMoved("the profile changed meanwhile")
+            row.keywords = after
+            change = ProfileChangeRow(
+                subscriber_id=subscriber_id,
+                paper_id=paper_id,
+                direction=direction,
+                edits=[list(edit) for edit in edits],
+                created_at=now,
             )
-            for row, title in session.execute(query)
-        ]
+            session.add(change)
+            session.flush()
+            return change.id
+
+    def undo(
+        self, subscriber_id: int, change_id: int, *, before: str, after: str, now: datetime
+    ) -> bool:
+        """Mark a change undone and save the keywords without it; False if it is not this reader's
+        or already undone. ProfileMoved if the keywords moved meanwhile."""
+        with transaction(self.engine) as session:
+            change = session.get(ProfileChangeRow, change_id, with_for_update=True)
+            if change is None or change.subscriber_id != subscriber_id or change.undone_at:
+                return False
+            row = session.get(SubscriberRow, subscriber_id, with_for_update=True)
+            if row is None or row.keywords != before:
+                raise ProfileMoved("the profile changed meanwhile")
+            row.keywords = after
+            change.undone_at = now
+            return True
+
+    def get(self, subscriber_id: int, change_id: int) -> ProfileChange | None:
+        """One of the reader's changes, or None."""
+        found = self._changes(subscriber_id, change_id=change_id, limit=1)
+        return found[0] if found else None
+
+    def recent(self, subscriber_id: int, *, limit: int = 20) -> list[ProfileChange]:
+        """The reader's latest changes made from digests, newest first."""
+        return self._changes(subscriber_id, limit=limit)
+
+    def _changes(
+        self, subscriber_id: int, *, change_id: int | None = None, limit: int
+    ) -> list[ProfileChange]:
+        query: Any = (
+            select(ProfileChangeRow, PaperRow.title)
+            .outerjoin(PaperRow, PaperRow.id == ProfileChangeRow.paper_id)
+            .where(ProfileChangeRow.subscriber_id == subscriber_id)
+            .order_by(ProfileChangeRow.id.desc())
+            .limit(limit)
+        )
+        if change_id is not None:
+            query = query.where(ProfileChangeRow.id == change_id)
+        with transaction(self.engine) as session:
+            return [
+                ProfileChange(
+                    id=row.id,
+                    direction=row.direction,
+                    edits=tuple((str(t), _num(b), _num(a)) for t, b, a in row.edits),
+                    paper_title=title or "",
+                    created_at=row.created_at,
+                    undone_at=row.undone_at,
+                )
+                for row, title in session.execute(query)
+            ]
 
 
 def _num(value: object) -> float | None:

@@ -271,7 +271,7 @@ async def preferences_page(
         except Busy:
             return site.busy(request)
     assert subscriber.id is not None
-    changes = await run_in_threadpool(store.list_changes, site.ctx.engine, subscriber.id)
+    changes = await run_in_threadpool(site.ctx.store.profile_changes.recent, subscriber.id)
     context: dict[str, Any] = {
         "subscriber": subscriber,
         "values": values,
