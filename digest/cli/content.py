@@ -84,8 +84,8 @@ def sources_list(fmt: str) -> None:
     from digest import store
 
     ctx = state().context
-    store.sync_config_sources(ctx.engine, [s for s in ctx.settings.sources if s.enabled])
-    records = store.list_sources(ctx.engine)
+    ctx.store.sources.sync_config([s for s in ctx.settings.sources if s.enabled])
+    records = ctx.store.sources.all()
     totals = store.paper_counts_by_source(ctx.engine)
     rows = [
         {
@@ -136,7 +136,6 @@ def sources_list(fmt: str) -> None:
 @handle_errors
 def sources_add(name: str, url: str, kind: str) -> None:
     """Add a feed by URL (or local file path) without editing the config."""
-    from digest import store
 
     ctx = state().context
     if any(s.name == name for s in ctx.settings.sources):
@@ -150,7 +149,7 @@ def sources_add(name: str, url: str, kind: str) -> None:
         error("only http(s) URLs and local files can be fetched")
         raise SystemExit(2)
     try:
-        store.add_source(ctx.engine, name, url, kind=kind)
+        ctx.store.sources.add(name, url, kind=kind)
     except ValueError as exc:
         error(str(exc))
         raise SystemExit(1) from None
@@ -162,13 +161,12 @@ def sources_add(name: str, url: str, kind: str) -> None:
 @handle_errors
 def sources_remove(name: str) -> None:
     """Remove a feed added with `digest sources add` (its papers stay)."""
-    from digest import store
 
     ctx = state().context
     if any(s.name == name for s in ctx.settings.sources):
         error(f"{name!r} is defined in the config file; remove it there")
         raise SystemExit(1)
-    store.remove_source(ctx.engine, name)
+    ctx.store.sources.remove(name)
     info(f"Removed {name}.")
 
 

@@ -101,7 +101,7 @@ def _failed_sources(ctx: Context) -> tuple[SourceStatus, ...]:
     titles = {s.name: s.title for s in ctx.settings.sources if s.title}
     return tuple(
         SourceStatus(name=titles.get(record.name) or _host(record.url), ok=False)
-        for record in store.list_sources(ctx.engine)
+        for record in ctx.store.sources.all()
         if record.last_status == "failed"
     )
 

@@ -37,12 +37,12 @@ after their submission date, so some submitted before it had not been listed yet
 def fetch_due(ctx: Context) -> bool:
     """True when a source was never fetched, or its last fetch is `fetch_minutes` old (or, the
     clock having gone back, in the future)."""
-    store.sync_config_sources(ctx.engine, [s for s in ctx.settings.sources if s.enabled])
+    ctx.store.sources.sync_config([s for s in ctx.settings.sources if s.enabled])
     now = ctx.now()
     every = timedelta(minutes=ctx.settings.schedule.fetch_minutes)
     return any(
         r.last_fetched_at is None or not now - every < r.last_fetched_at <= now
-        for r in store.list_sources(ctx.engine)
+        for r in ctx.store.sources.all()
     )
 
 
@@ -57,8 +57,8 @@ def fetch(
 
     One source failing never stops the others; `stop` ends the run between two sources.
     """
-    store.sync_config_sources(ctx.engine, [s for s in ctx.settings.sources if s.enabled])
-    records = store.list_sources(ctx.engine)
+    ctx.store.sources.sync_config([s for s in ctx.settings.sources if s.enabled])
+    records = ctx.store.sources.all()
     if only is not None:
         records = [r for r in records if r.name == only]
         if not records:
@@ -93,8 +93,7 @@ def _fetch_one(ctx: Context, record: store.SourceRecord) -> FetchReport:
             result = dataclasses.replace(result, status="failed", papers=[], error=str(exc))
         else:
             store.save_acronyms(ctx.engine, ranking.learn_acronyms(result.papers))
-    store.record_fetch(
-        ctx.engine,
+    ctx.store.sources.record_fetch(
         record.name,
         now=now,
         status=result.status,

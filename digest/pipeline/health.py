@@ -125,14 +125,14 @@ def source_problems(ctx: Context, records: Sequence[store.SourceRecord]) -> list
 def fetched_problems(ctx: Context, names: Sequence[str]) -> list[str]:
     """The source problems among the sources just fetched (what `digest fetch` and `run` exit 1 on)."""
     wanted = set(names)
-    return source_problems(ctx, [r for r in store.list_sources(ctx.engine) if r.name in wanted])
+    return source_problems(ctx, [r for r in ctx.store.sources.all() if r.name in wanted])
 
 
 def status(ctx: Context) -> Status:
     """The state of the service, read from the database."""
     now = ctx.now()
-    store.sync_config_sources(ctx.engine, [s for s in ctx.settings.sources if s.enabled])
-    records = store.list_sources(ctx.engine)
+    ctx.store.sources.sync_config([s for s in ctx.settings.sources if s.enabled])
+    records = ctx.store.sources.all()
     today = now.date()
     days: dict[date, dict[str, int]] = {
         today - timedelta(days=n): dict.fromkeys(DELIVERY_STATUSES, 0) for n in range(6, -1, -1)

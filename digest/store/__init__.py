@@ -38,13 +38,8 @@ from digest.store.ratelimit import RateLimits
 from digest.store.retention import Retention
 from digest.store.sources import (
     SourceRecord,
+    Sources,
     UnknownSource,
-    add_source,
-    get_source,
-    list_sources,
-    record_fetch,
-    remove_source,
-    sync_config_sources,
 )
 from digest.store.steering import (
     ProfileChange,
@@ -91,6 +86,7 @@ class Store:
         self.deliveries = Deliveries(engine)
         self.digests = Digests(engine)
         self.mails = Mails(engine)
+        self.sources = Sources(engine)
         self.profile_changes = ProfileChanges(engine)
         self.retention = Retention(engine)
         self.rate_limits = RateLimits(engine)
@@ -124,6 +120,7 @@ __all__ = [
     "Saved",
     "ScheduleLock",
     "SourceRecord",
+    "Sources",
     "Store",
     "StoreError",
     "Timing",
@@ -131,7 +128,6 @@ __all__ = [
     "UnknownSubscriber",
     "UnmailableAddress",
     "UpsertCounts",
-    "add_source",
     "add_subscriber",
     "check_schema",
     "confirm_subscriber",
@@ -140,12 +136,10 @@ __all__ = [
     "count_papers_seen_between",
     "count_subscribers",
     "describe",
-    "get_source",
     "get_subscriber",
     "iter_active",
     "iter_timings",
     "list_papers",
-    "list_sources",
     "list_subscribers",
     "load_acronyms",
     "migrate",
@@ -157,8 +151,6 @@ __all__ = [
     "papers_seen_between",
     "pending_preferences",
     "purge_unconfirmed",
-    "record_fetch",
-    "remove_source",
     "rotate_feed_token",
     "save_acronyms",
     "save_subscribers",
@@ -166,7 +158,6 @@ __all__ = [
     "sign_out_links",
     "subscriber_by_feed_token",
     "subscribers_by_ids",
-    "sync_config_sources",
     "token_version",
     "unsubscribe",
     "update_preferences",

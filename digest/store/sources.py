@@ -59,123 +59,118 @@ def _record(row: SourceRow) -> SourceRecord:
     )
 
 
-def sync_config_sources(engine: Engine, configured: Sequence[SourceSettings]) -> None:
-    """Make the stored list match the config: config entries win over CLI-added ones of the same name.
+class Sources:
+    """The feeds and APIs papers come from, with how each fetch went."""
 
-    A source that was in the config and no longer is disappears; sources added with
-    `digest sources add` stay.
-    """
-    wanted = {source.name: source for source in configured}
-    with transaction(engine) as session:
-        rows = {row.name: row for row in session.scalars(select(SourceRow))}
-        for name, source in wanted.items():
-            row = rows.get(name)
-            if row is None:
-                session.add(
-                    SourceRow(
-                        name=name,
-                        url=source.url,
-                        kind=source.kind,
-                        origin="config",
-                        last_new=0,
-                        last_updated=0,
-                        last_warnings=[],
-                        consecutive_failures=0,
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def sync_config(self, configured: Sequence[SourceSettings]) -> None:
+        """Make the stored list match the config: config entries win over CLI-added ones of the same name.
+
+        A source that was in the config and no longer is disappears; sources added with
+        `digest sources add` stay.
+        """
+        wanted = {source.name: source for source in configured}
+        with transaction(self.engine) as session:
+            rows = {row.name: row for row in session.scalars(select(SourceRow))}
+            for name, source in wanted.items():
+                row = rows.get(name)
+                if row is None:
+                    session.add(
+                        SourceRow(
+                            name=name,
+                            url=source.url,
+                            kind=source.kind,
+                            origin="config",
+                            last_new=0,
+                            last_updated=0,
+                            last_warnings=[],
+                            consecutive_failures=0,
+                        )
                     )
-                )
-                continue
-            if (row.url, row.kind, row.origin) != (source.url, source.kind, "config"):
-                if row.url != source.url:
-                    # a new address starts a new record: the old one's failures say nothing of it
-                    row.etag = row.last_modified = row.content_hash = None
-                    row.consecutive_failures = 0
-                row.url, row.kind, row.origin = source.url, source.kind, "config"
-        for name, row in rows.items():
-            if row.origin == "config" and name not in wanted:
-                session.delete(row)
+                    continue
+                if (row.url, row.kind, row.origin) != (source.url, source.kind, "config"):
+                    if row.url != source.url:
+                        # a new address starts a new record: the old one's failures say nothing of it
+                        row.etag = row.last_modified = row.content_hash = None
+                        row.consecutive_failures = 0
+                    row.url, row.kind, row.origin = source.url, source.kind, "config"
+            for name, row in rows.items():
+                if row.origin == "config" and name not in wanted:
+                    session.delete(row)
 
-
-def add_source(engine: Engine, name: str, url: str, *, kind: str = "auto") -> SourceRecord:
-    """Add a source outside the config (`digest sources add`)."""
-    if len(name) > 200:
-        raise ValueError(f"a source name has at most 200 characters (this one has {len(name)})")
-    with transaction(engine) as session:
-        if session.scalar(select(SourceRow).where(SourceRow.name == name)) is not None:
-            raise ValueError(f"a source named {name!r} already exists")
-        row = SourceRow(
-            name=name,
-            url=url,
-            kind=kind,
-            origin="cli",
-            last_new=0,
-            last_updated=0,
-            last_warnings=[],
-            consecutive_failures=0,
-        )
-        session.add(row)
-        session.flush()
-        return _record(row)
-
-
-def remove_source(engine: Engine, name: str) -> SourceRecord:
-    """Remove a source (its papers stay)."""
-    with transaction(engine) as session:
-        row = session.scalar(select(SourceRow).where(SourceRow.name == name))
-        if row is None:
-            raise UnknownSource(f"no source named {name!r}")
-        record = _record(row)
-        session.execute(delete(SourceRow).where(SourceRow.id == row.id))
-        return record
-
-
-def list_sources(engine: Engine) -> list[SourceRecord]:
-    """Every stored source, config ones first, then by name."""
-    with Session(engine) as session:
-        rows = session.scalars(select(SourceRow).order_by(SourceRow.origin.desc(), SourceRow.name))
-        return [_record(row) for row in rows]
-
-
-def get_source(engine: Engine, name: str) -> SourceRecord:
-    """One source by name, or UnknownSource."""
-    with Session(engine) as session:
-        row = session.scalar(select(SourceRow).where(SourceRow.name == name))
-        if row is None:
-            raise UnknownSource(f"no source named {name!r}")
-        return _record(row)
-
-
-def record_fetch(
-    engine: Engine,
-    name: str,
-    *,
-    now: datetime,
-    status: str,
-    error: str | None = None,
-    etag: str | None = None,
-    last_modified: str | None = None,
-    content_hash: str | None = None,
-    new: int = 0,
-    updated: int = 0,
-    warnings: Sequence[str] = (),
-) -> None:
-    """Remember how a fetch went; validators are kept only from successful fetches."""
-    with transaction(engine) as session:
-        row = session.scalar(select(SourceRow).where(SourceRow.name == name))
-        if row is None:
-            return
-        row.last_fetched_at, row.last_status = now, status
-        row.last_error = error
-        row.last_warnings = list(warnings)[:20]
-        if status in ("ok", "not_modified"):
-            row.consecutive_failures = 0
-            row.last_ok_at = now
-            row.last_new, row.last_updated = new, updated
-            # an HTTP date is 29 characters; anything past the column is not one worth sending back
-            row.etag = etag
-            row.last_modified = (
-                last_modified if last_modified and len(last_modified) <= 100 else None
+    def add(self, name: str, url: str, *, kind: str = "auto") -> SourceRecord:
+        """Add a source outside the config (`digest sources add`)."""
+        if len(name) > 200:
+            raise ValueError(f"a source name has at most 200 characters (this one has {len(name)})")
+        with transaction(self.engine) as session:
+            if session.scalar(select(SourceRow).where(SourceRow.name == name)) is not None:
+                raise ValueError(f"a source named {name!r} already exists")
+            row = SourceRow(
+                name=name,
+                url=url,
+                kind=kind,
+                origin="cli",
+                last_new=0,
+                last_updated=0,
+                last_warnings=[],
+                consecutive_failures=0,
             )
-            row.content_hash = content_hash or row.content_hash
-        else:
-            row.consecutive_failures = (row.consecutive_failures or 0) + 1
-            row.last_new = row.last_updated = 0
+            session.add(row)
+            session.flush()
+            return _record(row)
+
+    def remove(self, name: str) -> SourceRecord:
+        """Remove a source (its papers stay)."""
+        with transaction(self.engine) as session:
+            row = session.scalar(select(SourceRow).where(SourceRow.name == name))
+            if row is None:
+                raise UnknownSource(f"no source named {name!r}")
+            record = _record(row)
+            session.execute(delete(SourceRow).where(SourceRow.id == row.id))
+            return record
+
+    def all(self) -> list[SourceRecord]:
+        """Every stored source, config ones first, then by name."""
+        with Session(self.engine) as session:
+            rows = session.scalars(
+                select(SourceRow).order_by(SourceRow.origin.desc(), SourceRow.name)
+            )
+            return [_record(row) for row in rows]
+
+    def record_fetch(
+        self,
+        name: str,
+        *,
+        now: datetime,
+        status: str,
+        error: str | None = None,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        content_hash: str | None = None,
+        new: int = 0,
+        updated: int = 0,
+        warnings: Sequence[str] = (),
+    ) -> None:
+        """Remember how a fetch went; validators are kept only from successful fetches."""
+        with transaction(self.engine) as session:
+            row = session.scalar(select(SourceRow).where(SourceRow.name == name))
+            if row is None:
+                return
+            row.last_fetched_at, row.last_status = now, status
+            row.last_error = error
+            row.last_warnings = list(warnings)[:20]
+            if status in ("ok", "not_modified"):
+                row.consecutive_failures = 0
+                row.last_ok_at = now
+                row.last_new, row.last_updated = new, updated
+                # an HTTP date is 29 characters; anything past the column is not one worth sending back
+                row.etag = etag
+                row.last_modified = (
+                    last_modified if last_modified and len(last_modified) <= 100 else None
+                )
+                row.content_hash = content_hash or row.content_hash
+            else:
+                row.consecutive_failures = (row.consecutive_failures or 0) + 1
+                row.last_new = row.last_updated = 0
