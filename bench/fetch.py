@@ -19,9 +19,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from digest import store
 from digest.config import FetchSettings, SourceSettings
 from digest.sources import FetchState, fetch_source
-from digest.store import migrate, open_engine, upsert_papers
+from digest.store import migrate, open_engine
 
 WORDS = [
     "federated",
@@ -133,7 +134,7 @@ def main() -> None:
             started = time.perf_counter()
             result = fetch_source(source, state, settings)
             fetched = time.perf_counter()
-            counts = upsert_papers(engine, result.papers, now=datetime.now(UTC))
+            counts = store.Store(engine).papers.upsert(result.papers, now=datetime.now(UTC))
             stored = time.perf_counter()
             last = last or result
             print(

@@ -83,7 +83,7 @@ concurrent_rankings = {rankings}
     engine = store.open_engine(f"sqlite:///{db}")
     store.migrate(engine)
     now = datetime.now(UTC)
-    store.upsert_papers(engine, make_papers(n_papers), now=now)
+    store.Store(engine).papers.upsert(make_papers(n_papers), now=now)
     reader, _ = store.add_subscriber(
         engine,
         "reader@example.org",

@@ -91,7 +91,7 @@ def composed_titles(ctx: pipeline.Context, email: str) -> list[str]:
     reader = store.get_subscriber(ctx.engine, email=email)
     assert reader.id is not None
     [composition] = ctx.store.digests.get_many([(reader.id, DAY)]).values()
-    papers = store.papers_by_ids(ctx.engine, [i.paper_id for i in composition.items])
+    papers = ctx.store.papers.by_ids([i.paper_id for i in composition.items])
     return [papers[i.paper_id].title for i in composition.items if i.section == "match"]
 
 

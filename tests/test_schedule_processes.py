@@ -301,7 +301,7 @@ def test_once_with_no_send_fetches_and_plans_but_sends_nothing(
     assert run.returncode == 0, run.stderr
     assert smtp_server.raw == []
     assert statuses(ctx) == {"pending": 3}
-    assert store.papers_seen_between(ctx.engine, *_day("2027-03-10"))
+    assert ctx.store.papers.seen_between(*_day("2027-03-10"))
 
 
 def _day(day: str) -> tuple[Any, Any]:

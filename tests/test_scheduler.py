@@ -193,7 +193,7 @@ def recommended(ctx: pipeline.Context, day: str) -> list[Any]:
     unit = (subscriber_id, date.fromisoformat(day))
     composition = ctx.store.digests.get_many([unit])[unit]
     ids = [item.paper_id for item in composition.items if item.section == "match"]
-    return list(store.papers_by_ids(ctx.engine, ids).values())
+    return list(ctx.store.papers.by_ids(ids).values())
 
 
 def test_a_clock_that_jumps_back_sends_nothing_twice(make_settings: Any, smtp_server: Any) -> None:

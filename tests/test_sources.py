@@ -10,10 +10,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from digest import store
 from digest.config import FetchSettings, SourceSettings
 from digest.models import Paper
 from digest.sources import FetchResult, FetchState, fetch_source
-from digest.store import StoreError, list_papers, open_engine, upsert_papers
+from digest.store import StoreError, open_engine
 
 pytest.register_assert_rewrite("tests.sources_fixtures")
 from tests.sources_fixtures import FEEDS, Reply  # noqa: E402 - after the rewrite registration
@@ -66,9 +67,9 @@ def test_one_paper_from_three_sources_is_one_row_with_the_best_of_each(feed_serv
     ]
     for hours, result in enumerate(results):
         assert result.status == "ok", result.error
-        upsert_papers(engine, result.papers, now=NOW + timedelta(hours=hours))
+        store.Store(engine).papers.upsert(result.papers, now=NOW + timedelta(hours=hours))
 
-    stored = {paper.key: paper for paper in list_papers(engine)}
+    stored = {paper.key: paper for paper in store.Store(engine).papers.newest()}
     paper = stored["2411.01234"]
     assert set(paper.sources) == {"arxiv-cs.LG", "arxiv-api", "hf-daily"}
     assert set(paper.categories) == {"cs.LG", "cs.DC", "I.2.6"}
@@ -262,11 +263,15 @@ def test_the_day_goes_on_when_most_sources_are_broken(feed_server, engine):
 
     results = {name: fetch(url, name=name) for name, url in sources.items()}
     for result in results.values():
-        upsert_papers(engine, result.papers, now=NOW)
+        store.Store(engine).papers.upsert(result.papers, now=NOW)
 
     assert {n for n, r in results.items() if r.ok} == {"good", "hf"}
     assert all(r.error for n, r in results.items() if n not in ("good", "hf"))
-    assert {p.key for p in list_papers(engine)} == {"2411.01500", "2411.01234", "2412.00042"}
+    assert {p.key for p in store.Store(engine).papers.newest()} == {
+        "2411.01500",
+        "2411.01234",
+        "2412.00042",
+    }
 
 
 def test_an_id_with_a_forbidden_character_reference_is_cleaned_not_fatal(feed_server, database_url):
@@ -281,10 +286,10 @@ def test_an_id_with_a_forbidden_character_reference_is_cleaned_not_fatal(feed_se
     engine = open_engine(database_url)
 
     result = fetch(url, name="sloppy")
-    upsert_papers(engine, result.papers, now=NOW)
+    store.Store(engine).papers.upsert(result.papers, now=NOW)
 
     assert result.ok and "malformed" in result.warnings[0]
-    stored = {p.key: p.url for p in list_papers(engine)}
+    stored = {p.key: p.url for p in store.Store(engine).papers.newest()}
     engine.dispose()
     assert stored == {"paper1": "https://example.org/ab", "paper-2": "https://example.org/2"}
 
@@ -301,10 +306,12 @@ def test_a_link_too_long_for_a_key_is_shortened_the_same_way_every_time(feed_ser
     engine = open_engine(database_url)
 
     first = fetch(url, name="agg")
-    upsert_papers(engine, first.papers, now=NOW)
-    again = upsert_papers(engine, fetch(url, name="agg").papers, now=NOW + timedelta(hours=1))
+    store.Store(engine).papers.upsert(first.papers, now=NOW)
+    again = store.Store(engine).papers.upsert(
+        fetch(url, name="agg").papers, now=NOW + timedelta(hours=1)
+    )
 
-    [paper] = list_papers(engine)
+    [paper] = store.Store(engine).papers.newest()
     engine.dispose()
     assert len(paper.key) == 500 and paper.key.startswith("https://news.example.org/r/")
     assert paper.url == link  # the link itself is kept whole
@@ -321,9 +328,9 @@ def test_a_paper_the_database_refuses_fails_its_feed_with_a_reason_and_stores_no
     refused = Paper(key="odd\x00key", title="Not storable")
 
     with pytest.raises(StoreError, match="the database refused a paper of this feed"):
-        upsert_papers(engine, [good, refused], now=NOW)
+        store.Store(engine).papers.upsert([good, refused], now=NOW)
 
-    stored = list_papers(engine)
+    stored = store.Store(engine).papers.newest()
     engine.dispose()
     assert stored == []  # all or nothing: the next fetch of that feed tries again
 
@@ -331,14 +338,14 @@ def test_a_paper_the_database_refuses_fails_its_feed_with_a_reason_and_stores_no
 def test_a_broken_refetch_leaves_the_stored_papers_as_they_were(feed_server, engine):
     body = (FEEDS / "arxiv-cs.LG.rss").read_bytes()
     url = feed_server.sequence("/rss", Reply(200, body), Reply(200, b"<html><title>Oops</title>"))
-    upsert_papers(engine, fetch(url, name="arxiv").papers, now=NOW)
-    before = list_papers(engine)
+    store.Store(engine).papers.upsert(fetch(url, name="arxiv").papers, now=NOW)
+    before = store.Store(engine).papers.newest()
 
     again = fetch(url, name="arxiv")
-    upsert_papers(engine, again.papers, now=NOW + timedelta(hours=1))
+    store.Store(engine).papers.upsert(again.papers, now=NOW + timedelta(hours=1))
 
     assert_failed(again, 'HTML page, not a feed ("Oops")')
-    assert list_papers(engine) == before
+    assert store.Store(engine).papers.newest() == before
 
 
 def test_a_local_feed_file_named_in_the_config_is_read_and_then_not_modified(tmp_path):

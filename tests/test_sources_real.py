@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from digest import store
 from digest.config import FetchSettings, SourceSettings
 from digest.sources import FetchResult, FetchState, fetch_source
-from digest.store import list_papers, open_engine, upsert_papers
+from digest.store import open_engine
 
 pytest.register_assert_rewrite("tests.sources_fixtures")
 from tests.sources_fixtures import Reply  # noqa: E402 - after the rewrite registration
@@ -35,8 +36,8 @@ def stored(database_url: str):
     def fetch_and_store(url: str, **kwargs: object) -> dict:
         result = fetch(url, **kwargs)  # type: ignore[arg-type]
         assert result.ok, result.error
-        upsert_papers(engine, result.papers, now=NOW)
-        return {paper.key: paper for paper in list_papers(engine)}
+        store.Store(engine).papers.upsert(result.papers, now=NOW)
+        return {paper.key: paper for paper in store.Store(engine).papers.newest()}
 
     yield fetch_and_store
     engine.dispose()

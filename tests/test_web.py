@@ -424,7 +424,7 @@ def test_monitors_get_a_health_answer(live_site: LiveSite) -> None:
 
 def test_the_preview_shows_a_titles_latex_as_unicode(live_site: LiveSite) -> None:
     arxiv = parse_feed((FEEDS / "arxiv-cs.LG.rss").read_bytes(), source_name="arxiv-cs.LG")
-    store.upsert_papers(live_site.ctx.engine, arxiv.papers, now=live_site.ctx.now())
+    live_site.ctx.store.papers.upsert(arxiv.papers, now=live_site.ctx.now())
 
     with live_site.client() as client:
         response = subscribe(client, "", keywords="regret", action="preview")

@@ -80,7 +80,7 @@ def test_new_papers_reach_previews_at_once_and_search_feeds_within_minutes(
             abstract="We study zebrafish locomotion with diffusion models.",
             url="https://example.org/zebrafish",
         )
-        store.upsert_papers(live_site.ctx.engine, [paper], now=live_site.ctx.now())
+        live_site.ctx.store.papers.upsert([paper], now=live_site.ctx.now())
         # The shared window is rebuilt as soon as papers arrive: the next preview has it.
         assert "Zebrafish locomotion" in preview(client, profile).text
         # The public feed of that query is cached for a few minutes (it says so in max-age).

@@ -22,7 +22,6 @@ import httpx
 import pytest
 import uvicorn
 
-from digest import store
 from digest.config import SAMPLE_FEED
 from digest.pipeline import Context
 from digest.sources import parse_feed
@@ -104,7 +103,7 @@ def csrf_of(html: str) -> str:
 def load_sample_papers(ctx: Context) -> int:
     """Store the 148 papers of the bundled Hugging Face sample feed as first seen now."""
     parsed = parse_feed(SAMPLE_FEED.read_bytes(), source_name="hf-sample", kind="atom")
-    return store.upsert_papers(ctx.engine, parsed.papers, now=ctx.now()).new
+    return ctx.store.papers.upsert(parsed.papers, now=ctx.now()).new
 
 
 @pytest.fixture

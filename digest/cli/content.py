@@ -81,12 +81,10 @@ def sources_list(fmt: str) -> None:
     """Every source with its last fetch and papers."""
     from rich.table import Table
 
-    from digest import store
-
     ctx = state().context
     ctx.store.sources.sync_config([s for s in ctx.settings.sources if s.enabled])
     records = ctx.store.sources.all()
-    totals = store.paper_counts_by_source(ctx.engine)
+    totals = ctx.store.papers.counts_by_source()
     rows = [
         {
             "name": r.name,
@@ -185,11 +183,9 @@ def papers_list(since: datetime | None, source: str | None, limit: int | None, f
     """Stored papers, newest first seen first."""
     from rich.table import Table
 
-    from digest import store
-
     ctx = state().context
-    found = store.list_papers(
-        ctx.engine, since=since.replace(tzinfo=UTC) if since else None, source=source, limit=limit
+    found = ctx.store.papers.newest(
+        since=since.replace(tzinfo=UTC) if since else None, source=source, limit=limit
     )
     if fmt == "json":
         print_json(

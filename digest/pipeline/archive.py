@@ -7,7 +7,6 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from digest import store
 from digest.models import Digest, Subscriber
 from digest.pipeline.composing import recorded_for_reader
 from digest.pipeline.context import Context
@@ -48,7 +47,7 @@ def archive(ctx: Context, subscriber: Subscriber, token: str) -> list[ArchivedDi
     by_day: dict[date, list[int]] = defaultdict(list)
     for item in ctx.store.digests.feed_items(subscriber.id, since=_oldest(ctx)):
         by_day[item.digest_date].append(item.paper_id)
-    firsts = store.papers_by_ids(ctx.engine, [ids[0] for ids in by_day.values()])
+    firsts = ctx.store.papers.by_ids([ids[0] for ids in by_day.values()])
     return [
         ArchivedDigest(
             day=day,

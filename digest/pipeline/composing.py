@@ -150,16 +150,14 @@ def compose_once(
                 composed[unit] = digest  # ours was recorded: no need to read it back
             else:
                 recorded[unit] = saved[unit]  # another process composed it first: use theirs
-    papers = store.papers_by_ids(
-        ctx.engine, {item.paper_id for c in recorded.values() for item in c.items}
-    )
+    papers = ctx.store.papers.by_ids({item.paper_id for c in recorded.values() for item in c.items})
     for unit, composition in recorded.items():
         composed[unit] = _digest_of(composition, subscribers[unit[0]], papers)
     windows = {
         (c.subscriber_id, c.digest_date): (c.since, c.until)
         for c in [*recorded.values(), *(c for c, _ in fresh)]
     }
-    read = {w: store.count_papers_seen_between(ctx.engine, *w) for w in set(windows.values())}
+    read = {w: ctx.store.papers.count_seen_between(*w) for w in set(windows.values())}
     return {unit: for_reader(ctx, composed[unit], read[windows[unit]]) for unit in wanted}
 
 
@@ -194,8 +192,8 @@ def recorded_for_reader(
     ctx: Context, composition: store.Composition, subscriber: Subscriber
 ) -> Digest | None:
     """A recorded composition as its reader got it (the "View in browser" page)."""
-    papers = store.papers_by_ids(ctx.engine, {item.paper_id for item in composition.items})
-    read = store.count_papers_seen_between(ctx.engine, composition.since, composition.until)
+    papers = ctx.store.papers.by_ids({item.paper_id for item in composition.items})
+    read = ctx.store.papers.count_seen_between(composition.since, composition.until)
     return for_reader(ctx, _digest_of(composition, subscriber, papers), read)
 
 
@@ -208,7 +206,7 @@ def _compose_missing(
     same fetch shares one window end, and tomorrow's windows start together: the window's papers
     are loaded and indexed once for all of them.
     """
-    until = store.newest_seen_at(ctx.engine, until=ctx.now()) or ctx.now()
+    until = ctx.store.papers.newest_seen_at(until=ctx.now()) or ctx.now()
     compositions: list[tuple[store.Composition, Digest | None]] = []
     for day in sorted({day for _, day in units}):
         ids = [sid for sid, d in units if d == day]
@@ -329,5 +327,5 @@ def candidates(ctx: Context, *, days: int | None = None) -> list[Paper]:
     nothing is that recent, the 2,000 newest, so a quiet install still shows something."""
     now = ctx.now()
     start = now - timedelta(days=days) if days else first_window(ctx, now)
-    papers = store.papers_seen_between(ctx.engine, start, now)
-    return papers or store.list_papers(ctx.engine, limit=2000)
+    papers = ctx.store.papers.seen_between(start, now)
+    return papers or ctx.store.papers.newest(limit=2000)

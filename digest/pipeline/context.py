@@ -135,10 +135,10 @@ class Context:
         A worker ranks a few hundred readers per batch, nearly all with the same window; the
         list is reloaded only when new papers arrive (the stored count changes).
         """
-        key = (since, until, store.count_papers(self.engine))
+        key = (since, until, self.store.papers.count())
         papers = self._window_cache.get(key)
         if papers is None:
-            papers = store.papers_seen_between(self.engine, since, until)
+            papers = self.store.papers.seen_between(since, until)
             if len(self._window_cache) >= 4:
                 self._window_cache.clear()
             self._window_cache[key] = papers
@@ -146,13 +146,13 @@ class Context:
 
     def corpus(self, papers_hint: Sequence[Paper] = ()) -> ranking.Corpus:
         """Ranking statistics over the rolling window of stored papers (cached per day)."""
-        key = (self.now().date(), store.count_papers(self.engine))
+        key = (self.now().date(), self.store.papers.count())
         cached = self._corpus_cache.get(key)
         if cached is None:
             since = self.now() - timedelta(days=self.settings.ranking.window_days)
-            window = store.papers_seen_between(self.engine, since, self.now() + timedelta(days=1))
+            window = self.store.papers.seen_between(since, self.now() + timedelta(days=1))
             cached = ranking.build_corpus(
-                window or papers_hint, acronyms=store.load_acronyms(self.engine)
+                window or papers_hint, acronyms=self.store.papers.load_acronyms()
             )
             self._corpus_cache.clear()
             self._corpus_cache[key] = cached

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
-from digest import ranking, store
+from digest import ranking
 from digest.models import Subscriber
 from digest.pipeline.composing import preview
 from digest.pipeline.context import Context
@@ -23,7 +23,7 @@ def reader_feed(ctx: Context, subscriber: Subscriber, kind: str) -> bytes:
     assert subscriber.id is not None
     since = (ctx.now() - timedelta(days=FEED_DAYS)).date()
     items = ctx.store.digests.feed_items(subscriber.id, since=since)
-    papers = store.papers_by_ids(ctx.engine, [item.paper_id for item in items])
+    papers = ctx.store.papers.by_ids([item.paper_id for item in items])
     entries = [
         FeedEntry(
             papers[i.paper_id],

@@ -86,13 +86,13 @@ def _fetch_one(ctx: Context, record: store.SourceRecord) -> FetchReport:
     counts = store.UpsertCounts()
     if result.status == "ok" and result.papers:
         try:
-            counts = store.upsert_papers(ctx.engine, result.papers, now=now)
+            counts = ctx.store.papers.upsert(result.papers, now=now)
         except store.StoreError as exc:
             # this source fails, the others go on; its validators are not kept, so the next
             # fetch reads the feed again
             result = dataclasses.replace(result, status="failed", papers=[], error=str(exc))
         else:
-            store.save_acronyms(ctx.engine, ranking.learn_acronyms(result.papers))
+            ctx.store.papers.save_acronyms(ranking.learn_acronyms(result.papers))
     ctx.store.sources.record_fetch(
         record.name,
         now=now,
@@ -129,8 +129,8 @@ def _backfill(
     if result is None or not result.papers:
         return store.UpsertCounts()
     try:
-        counts = store.upsert_papers(ctx.engine, result.papers, now=now)
+        counts = ctx.store.papers.upsert(result.papers, now=now)
     except store.StoreError:
         return store.UpsertCounts()  # the regular fetch that follows reports the database
-    store.save_acronyms(ctx.engine, ranking.learn_acronyms(result.papers))
+    ctx.store.papers.save_acronyms(ranking.learn_acronyms(result.papers))
     return counts

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from digest import ranking, store
+from digest import ranking
 from digest.models import Paper
 
 if TYPE_CHECKING:  # the Context holds a SharedWindow, so this module cannot import it at run time
@@ -58,13 +58,13 @@ def window_key(ctx: Context) -> tuple[datetime, int]:
     """Where the window starts (to the hour, so it is not rebuilt every second) and how many
     papers are stored (a fetch that adds papers changes it)."""
     start = ctx.now() - timedelta(days=ctx.settings.digest.first_digest_days)
-    return start.replace(minute=0, second=0, microsecond=0), store.count_papers(ctx.engine)
+    return start.replace(minute=0, second=0, microsecond=0), ctx.store.papers.count()
 
 
 def load_window(ctx: Context, key: tuple[datetime, int]) -> PreviewWindow:
     """Load the papers first seen since the key's start and build their ranking index."""
-    papers = store.papers_seen_between(ctx.engine, key[0], ctx.now() + timedelta(days=1))
-    papers = papers or store.list_papers(ctx.engine, limit=FALLBACK_PAPERS)
+    papers = ctx.store.papers.seen_between(key[0], ctx.now() + timedelta(days=1))
+    papers = papers or ctx.store.papers.newest(limit=FALLBACK_PAPERS)
     corpus = ctx.corpus(papers)
     ranking.prepared(papers, corpus, ctx.settings.ranking)  # indexed now, under the lock
     return PreviewWindow(papers=papers, corpus=corpus, key=key)

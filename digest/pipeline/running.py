@@ -152,7 +152,7 @@ def log_run(report: RunReport) -> None:
 
 def _window_size(ctx: Context) -> int:
     now = ctx.now()
-    return store.count_papers_seen_between(ctx.engine, first_window(ctx, now), now)
+    return ctx.store.papers.count_seen_between(first_window(ctx, now), now)
 
 
 def _dry_run(ctx: Context, day: date, report: RunReport) -> None:

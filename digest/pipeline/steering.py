@@ -35,7 +35,7 @@ class SteerPlan:
 def plan_steer(ctx: Context, subscriber: Subscriber, paper_id: int, direction: str) -> SteerPlan:
     """The change "more" or "fewer like this" would make for one paper (changes nothing)."""
     assert subscriber.id is not None
-    paper = store.papers_by_ids(ctx.engine, [paper_id]).get(paper_id)
+    paper = ctx.store.papers.by_ids([paper_id]).get(paper_id)
     if paper is None:
         raise SteerError("That paper is no longer in our records.")
     since = (ctx.now() - timedelta(days=LOOKBACK_DAYS)).date()

@@ -21,17 +21,8 @@ from digest.store.mails import MailClaim, MailKind, Mails
 from digest.store.meta import Meta
 from digest.store.overview import Overview
 from digest.store.papers import (
+    Papers,
     UpsertCounts,
-    count_papers,
-    count_papers_seen_between,
-    list_papers,
-    load_acronyms,
-    newest_seen_at,
-    paper_counts_by_source,
-    papers_by_ids,
-    papers_seen_between,
-    save_acronyms,
-    upsert_papers,
 )
 from digest.store.queue import Outcome, Queue
 from digest.store.ratelimit import RateLimits
@@ -86,6 +77,7 @@ class Store:
         self.deliveries = Deliveries(engine)
         self.digests = Digests(engine)
         self.mails = Mails(engine)
+        self.papers = Papers(engine)
         self.sources = Sources(engine)
         self.profile_changes = ProfileChanges(engine)
         self.retention = Retention(engine)
@@ -109,6 +101,7 @@ __all__ = [
     "Meta",
     "Outcome",
     "Overview",
+    "Papers",
     "PlannedDelivery",
     "Preferences",
     "ProfileChange",
@@ -132,27 +125,18 @@ __all__ = [
     "check_schema",
     "confirm_subscriber",
     "copy_database",
-    "count_papers",
-    "count_papers_seen_between",
     "count_subscribers",
     "describe",
     "get_subscriber",
     "iter_active",
     "iter_timings",
-    "list_papers",
     "list_subscribers",
-    "load_acronyms",
     "migrate",
-    "newest_seen_at",
     "normalize_email",
     "open_engine",
-    "paper_counts_by_source",
-    "papers_by_ids",
-    "papers_seen_between",
     "pending_preferences",
     "purge_unconfirmed",
     "rotate_feed_token",
-    "save_acronyms",
     "save_subscribers",
     "schema_is_current",
     "sign_out_links",
@@ -161,5 +145,4 @@ __all__ = [
     "token_version",
     "unsubscribe",
     "update_preferences",
-    "upsert_papers",
 ]
