@@ -60,8 +60,7 @@ def main() -> None:
         start = time.perf_counter()
         for i in range(args.subscribers):
             keywords = ", ".join(rng.sample(TERMS, rng.randint(2, 6)))
-            store.add_subscriber(
-                engine,
+            store.Store(engine).subscribers.add(
                 f"reader{i}@bench.example",
                 Preferences(keywords=keywords),
                 confirmed=True,

@@ -84,8 +84,7 @@ concurrent_rankings = {rankings}
     store.migrate(engine)
     now = datetime.now(UTC)
     store.Store(engine).papers.upsert(make_papers(n_papers), now=now)
-    reader, _ = store.add_subscriber(
-        engine,
+    reader, _ = store.Store(engine).subscribers.add(
         "reader@example.org",
         store.Preferences(keywords="diffusion models, LLM agents"),
         confirmed=True,

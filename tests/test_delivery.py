@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from digest import pipeline, store
+from digest import pipeline
 from digest.deliver.transport import FileTransport, RelayError, SmtpTransport
 from digest.pipeline.worker import sender_lock
 from digest.store import Preferences
@@ -52,8 +52,7 @@ def day_with_readers(make_settings: Any, clock: Clock) -> Callable[..., pipeline
         ctx = pipeline.build_context(settings, now=clock)
         pipeline.fetch(ctx)
         for i in range(n):
-            store.add_subscriber(
-                ctx.engine,
+            ctx.store.subscribers.add(
                 f"reader{i}@uni.example",
                 Preferences(keywords="diffusion models, video generation", channels=("email",)),
                 confirmed=True,
@@ -113,13 +112,13 @@ def test_a_refused_address_fails_alone_and_is_bounced_after_enough_refusals(
     failed = row_of(ctx, "reader2@uni.example")
     assert failed["status"] == "failed"
     assert "550" in failed["last_error"]
-    assert store.get_subscriber(ctx.engine, email="reader2@uni.example").status == "active"
+    assert ctx.store.subscribers.get(email="reader2@uni.example").status == "active"
 
     # A second refusal the next day reaches bounce_after: no more mail to that address.
     clock.advance(days=1)
     pipeline.plan(ctx, digest_date=DAY + timedelta(days=1))
     pipeline.send_pending(ctx, quick(ctx))
-    assert store.get_subscriber(ctx.engine, email="reader2@uni.example").status == "bounced"
+    assert ctx.store.subscribers.get(email="reader2@uni.example").status == "bounced"
     assert pipeline.plan(ctx, digest_date=DAY + timedelta(days=2)) == 4
 
 
@@ -161,7 +160,7 @@ def test_trouble_that_lasts_is_retried_in_later_runs_up_to_max_attempts(
     assert "451" in row["last_error"]
     assert relay.copies() == {"reader0@uni.example": 1, "reader2@uni.example": 1}
     # Temporary refusals never count towards bouncing the reader.
-    assert store.get_subscriber(ctx.engine, email="reader1@uni.example").status == "active"
+    assert ctx.store.subscribers.get(email="reader1@uni.example").status == "active"
 
 
 def test_a_lost_reply_is_the_one_way_to_a_duplicate(relay: Relay, day_with_readers: Any) -> None:
@@ -214,7 +213,7 @@ def test_a_wrong_password_stops_the_run_and_blames_no_reader(
 
     rows = ctx.store.deliveries.for_day(digest_date=DAY)
     assert {(r["status"], r["attempts"]) for r in rows} == {("pending", 0)}
-    assert store.count_subscribers(ctx.engine).get("bounced", 0) == 0
+    assert ctx.store.subscribers.counts().get("bounced", 0) == 0
     assert tls_relay.copies() == {}
 
 

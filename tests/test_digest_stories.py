@@ -38,8 +38,7 @@ CARDS = """() => [...document.querySelectorAll('.card')].filter(c => c.querySele
 
 def reader(site: LiveSite, email: str, keywords: str) -> Subscriber:
     """An active reader whose digest is due at today's run."""
-    subscriber, _ = store.add_subscriber(
-        site.ctx.engine,
+    subscriber, _ = site.ctx.store.subscribers.add(
         email,
         store.Preferences(keywords=keywords, send_hour=0),
         confirmed=True,
@@ -121,7 +120,7 @@ def test_every_paper_says_why_and_partial_matches_wait_for_a_stronger_score(
     assert card["bold"], "a partial match shows the words it has"
     tab.context.close()
     # the reader's feed labels it too, with the same evidence
-    gnn = store.get_subscriber(live_site.ctx.engine, email="gnn@example.org")
+    gnn = live_site.ctx.store.subscribers.get(email="gnn@example.org")
     with live_site.client() as client:
         [entry] = feedparser.parse(client.get(f"/feeds/{gnn.feed_token}.atom").content).entries
     assert "<strong>Partial match:</strong> graph neural networks" in entry.content[0].value
@@ -203,7 +202,7 @@ def test_more_and_fewer_like_this_ask_first_change_the_profile_and_undo(
     assert "More like this: " in text_of(mail) and "Fewer like this: " in text_of(mail)
 
     def keywords() -> str:
-        return store.get_subscriber(live_site.ctx.engine, id=ada.id).keywords
+        return live_site.ctx.store.subscribers.get(id=ada.id).keywords
 
     # GET (what a mail scanner does) changes nothing: it shows the change and a button
     both = next(s for s in steering if s["terms"] == ["federated learning", "distillation"])

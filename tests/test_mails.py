@@ -4,23 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from digest import pipeline, store
+from digest import pipeline
 from digest.models import Subscriber
 from digest.pipeline import Context
 from digest.store import Preferences
 
 
 def add_reader(ctx: Context, email: str, *, confirmed: bool) -> Subscriber:
-    reader, _ = store.add_subscriber(
-        ctx.engine, email, Preferences(keywords="diffusion"), confirmed=confirmed, now=ctx.now()
+    reader, _ = ctx.store.subscribers.add(
+        email, Preferences(keywords="diffusion"), confirmed=confirmed, now=ctx.now()
     )
     return reader
 
 
 def sign_up(ctx: Context, email: str) -> Subscriber:
     """What the web form and `digest subscribe` do: record the sign-up and queue its mail."""
-    reader, _ = store.add_subscriber(
-        ctx.engine,
+    reader, _ = ctx.store.subscribers.add(
         email,
         Preferences(keywords="diffusion"),
         confirmed=False,
@@ -61,7 +60,7 @@ def test_an_active_reader_signing_up_again_gets_their_preferences_link(
 def test_goodbye_offers_a_way_back(make_settings: Any, smtp_server: Any) -> None:
     ctx = pipeline.build_context(make_settings())
     reader = add_reader(ctx, "bye@uni.example", confirmed=True)
-    store.unsubscribe(ctx.engine, id=reader.id, now=ctx.now(), goodbye=True)
+    ctx.store.subscribers.unsubscribe(id=reader.id, now=ctx.now(), goodbye=True)
 
     pipeline.send_mails_now(ctx)
 
@@ -110,8 +109,7 @@ def test_a_relay_that_is_down_stops_the_run_and_keeps_every_digest_queued(
         make_settings(smtp={"port": free_port(), "retries": 1, "retry_backoff": 0.01})
     )
     for i in range(3):
-        store.add_subscriber(
-            ctx.engine,
+        ctx.store.subscribers.add(
             f"r{i}@uni.example",
             Preferences(keywords="diffusion", channels=("email",)),
             confirmed=True,

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from digest import pipeline, store
+from digest import pipeline
 from digest.cli import cli as main
 from digest.deliver.transport import RelayError, SmtpTransport
 from digest.store import Preferences
@@ -54,8 +54,7 @@ def readers_on(relay: Relay, make_settings: Any, clock: Clock, n: int) -> pipeli
     ctx = pipeline.build_context(settings, now=clock)
     pipeline.fetch(ctx)
     for i in range(n):
-        store.add_subscriber(
-            ctx.engine,
+        ctx.store.subscribers.add(
             f"reader{i}@uni.example",
             Preferences(keywords=INTERESTS[i % len(INTERESTS)], max_papers=3 + i % 8),
             confirmed=True,
@@ -70,8 +69,7 @@ def sign_up_while_the_relay_hiccups(
     """A sign-up whose confirmation the relay answers 451 once: the mail stays queued."""
     ctx = readers_on(relay, make_settings, clock, 0)
     relay.rules[email] = Rule("451 4.3.0 try later", times=1)
-    store.add_subscriber(
-        ctx.engine,
+    ctx.store.subscribers.add(
         email,
         Preferences(keywords="agents"),
         confirmed=False,
@@ -88,7 +86,7 @@ def titles_in(message: Any) -> str:
 
 
 def composed_titles(ctx: pipeline.Context, email: str) -> list[str]:
-    reader = store.get_subscriber(ctx.engine, email=email)
+    reader = ctx.store.subscribers.get(email=email)
     assert reader.id is not None
     [composition] = ctx.store.digests.get_many([(reader.id, DAY)]).values()
     papers = ctx.store.papers.by_ids([i.paper_id for i in composition.items])
@@ -114,7 +112,7 @@ def test_a_relay_answering_451_for_a_whole_run_changes_nothing_the_reader_gets(
         email: [
             item.paper_id
             for item in ctx.store.digests.feed_items(
-                store.get_subscriber(ctx.engine, email=email).id or 0, since=DAY
+                ctx.store.subscribers.get(email=email).id or 0, since=DAY
             )
         ]
         for email in before
@@ -132,7 +130,7 @@ def test_a_relay_answering_451_for_a_whole_run_changes_nothing_the_reader_gets(
         positions = [body.find(title[:40]) for title in titles]
         assert -1 not in positions, f"{email} got other papers than were composed"
         assert positions == sorted(positions), f"{email} got them in another order"
-        reader_id = store.get_subscriber(ctx.engine, email=email).id or 0
+        reader_id = ctx.store.subscribers.get(email=email).id or 0
         feed = [item.paper_id for item in ctx.store.digests.feed_items(reader_id, since=DAY)]
         assert feed == feed_before[email]  # the email's retry did not change the feed copy
 
@@ -176,7 +174,7 @@ def test_a_relay_refusing_everyone_for_its_own_reasons_stops_the_run_and_blames_
             pipeline.run(ctx, fetch_first=False, digest_date=DAY)
         clock.at += timedelta(days=1)
 
-    readers = store.list_subscribers(ctx.engine)
+    readers = ctx.store.subscribers.all()
     assert {r.status for r in readers} == {"active"}  # nobody bounced
     counts = ctx.store.deliveries.counts_for(digest_date=DAY)
     assert counts.get("failed", 0) == 0 and counts.get("pending", 0) == 5
@@ -263,7 +261,7 @@ def test_no_paper_is_recommended_twice_across_days(relay: Relay, make_settings: 
     pipeline.run(ctx, fetch_first=False, digest_date=DAY + timedelta(days=1))
 
     for i in range(3):
-        reader = store.get_subscriber(ctx.engine, email=f"reader{i}@uni.example")
+        reader = ctx.store.subscribers.get(email=f"reader{i}@uni.example")
         assert reader.id is not None
         days = ctx.store.digests.get_many([(reader.id, DAY), (reader.id, DAY + timedelta(days=1))])
         seen: list[int] = [
@@ -311,7 +309,7 @@ def test_a_relay_refusing_most_recipients_with_bare_550_bounces_nobody(
     with pytest.raises(RelayError, match="refused 7 of 8 recipients"):
         pipeline.run(ctx, fetch_first=False, digest_date=DAY)
 
-    assert {r.status for r in store.list_subscribers(ctx.engine)} == {"active"}
+    assert {r.status for r in ctx.store.subscribers.all()} == {"active"}
     emails = {
         r["email"]: r["status"]
         for r in ctx.store.deliveries.for_day(digest_date=DAY)
@@ -348,8 +346,7 @@ def test_a_run_that_prepares_in_a_second_process_sends_the_same_digests(
     ctx = pipeline.build_context(settings)  # the real clock: the preparer is another process
     pipeline.fetch(ctx)
     for i in range(14):
-        store.add_subscriber(
-            ctx.engine,
+        ctx.store.subscribers.add(
             f"reader{i}@uni.example",
             Preferences(keywords=INTERESTS[i % len(INTERESTS)], max_papers=4),
             confirmed=True,

@@ -17,8 +17,7 @@ def queue_of(database_url: str, readers: int) -> Any:
     store.migrate(engine)
     planned = []
     for i in range(readers):
-        reader, _ = store.add_subscriber(
-            engine,
+        reader, _ = store.Store(engine).subscribers.add(
             f"r{i}@uni.example",
             Preferences(keywords="x", channels=("email",)),
             confirmed=True,

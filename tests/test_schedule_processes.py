@@ -211,8 +211,7 @@ def test_cron_runs_across_dst_and_odd_offsets_give_each_reader_one_digest_at_the
         "chatham@lab.example": ("Pacific/Chatham", 6),  # UTC+12:45 from 04-04
     }
     for email, (zone, hour) in readers.items():
-        store.add_subscriber(
-            ctx.engine,
+        ctx.store.subscribers.add(
             email,
             store.Preferences(
                 keywords="learning", timezone=zone, send_hour=hour, channels=("email",)
@@ -260,8 +259,7 @@ def test_cron_after_36_hours_off_sends_one_catch_up_and_a_clock_set_back_sends_n
     settings = make_settings(digest={"first_digest_days": 1})
     config = write_config(tmp_path / "digest.toml", settings)
     ctx = pipeline.build_context(settings)
-    store.add_subscriber(
-        ctx.engine,
+    ctx.store.subscribers.add(
         "ada@lab.example",
         store.Preferences(
             keywords="learning, models, data", send_hour=8, max_papers=50, channels=("email",)

@@ -31,8 +31,7 @@ TICK = timedelta(minutes=15)
 
 
 def add_reader(ctx: pipeline.Context, email: str, **preferences: Any) -> None:
-    store.add_subscriber(
-        ctx.engine,
+    ctx.store.subscribers.add(
         email,
         Preferences(keywords="learning, models, data", channels=("email",), **preferences),
         confirmed=True,
@@ -290,8 +289,7 @@ def test_after_downtime_an_arxiv_api_source_is_backfilled_for_the_days_missed(
     settings = make_settings(sources=[{"name": "arxiv-lg", "url": daily, "kind": "arxiv-api"}])
     with freeze_time("2027-03-10 06:00"):
         ctx = pipeline.build_context(settings)
-        store.add_subscriber(
-            ctx.engine,
+        ctx.store.subscribers.add(
             "fl@lab.example",
             Preferences(keywords="hypernetworks, holography", channels=("email",), send_hour=8),
             confirmed=True,
@@ -380,8 +378,7 @@ def test_weekly_readers_get_one_digest_in_seven_days_and_daily_ones_every_day(
     with freeze_time("2025-11-20 08:00:00"):  # a Thursday
         ctx = pipeline.build_context(make_settings())
         for email, frequency in (("weekly@lab.example", "weekly"), ("daily@lab.example", "daily")):
-            store.add_subscriber(
-                ctx.engine,
+            ctx.store.subscribers.add(
                 email,
                 Preferences(
                     keywords="agents",

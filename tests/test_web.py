@@ -38,8 +38,7 @@ def subscribe(
 def add_reader(
     site: LiveSite, email: str, *, active: bool = True, keywords: str = "LLM agents"
 ) -> Subscriber:
-    subscriber, _ = store.add_subscriber(
-        site.ctx.engine,
+    subscriber, _ = site.ctx.store.subscribers.add(
         email,
         store.Preferences(keywords=keywords, send_hour=0),
         confirmed=active,
@@ -49,13 +48,15 @@ def add_reader(
 
 
 def status_of(site: LiveSite, email: str) -> str:
-    return store.get_subscriber(site.ctx.engine, email=email).status
+    return site.ctx.store.subscribers.get(email=email).status
 
 
 def token(site: LiveSite, scope: Scope, subscriber: Subscriber) -> str:
     assert subscriber.id is not None
-    version = store.token_version(site.ctx.engine, subscriber.id) if scope is Scope.CONFIRM else 0
-    link = store.get_subscriber(site.ctx.engine, id=subscriber.id).link_secret
+    version = (
+        site.ctx.store.subscribers.token_version(subscriber.id) if scope is Scope.CONFIRM else 0
+    )
+    link = site.ctx.store.subscribers.get(id=subscriber.id).link_secret
     return site.ctx.signer.make(scope, subscriber.id, version, link=link)
 
 
@@ -124,10 +125,7 @@ def test_the_answer_is_the_same_whether_or_not_the_address_is_known(live_site: L
     assert known.status_code == unknown.status_code == 200
     assert main_text(known.text) == main_text(unknown.text)
     # A stranger cannot rewrite an active reader's profile from the home page ...
-    assert (
-        store.get_subscriber(live_site.ctx.engine, email="known@example.org").keywords
-        == "LLM agents"
-    )
+    assert live_site.ctx.store.subscribers.get(email="known@example.org").keywords == "LLM agents"
     # ... and the known reader gets a mail pointing to their own preferences instead.
     note = live_site.wait_for_mail("known@example.org")
     assert any("/preferences/" in url for url in links_in(note))
@@ -184,7 +182,7 @@ def test_forms_refuse_posts_that_did_not_come_from_their_page(live_site: LiveSit
             headers={"Sec-Fetch-Site": "cross-site"},
         )
         assert cross.status_code == 403 and "another site" in cross.text
-    assert store.get_subscriber(live_site.ctx.engine, id=reader.id).keywords == "LLM agents"
+    assert live_site.ctx.store.subscribers.get(id=reader.id).keywords == "LLM agents"
     assert status_of(live_site, "victim@example.org") == "active"
 
 
@@ -269,7 +267,7 @@ def test_links_are_built_from_the_base_url_never_the_host_header(live_site: Live
         page = client.get(confirm)
         done = client.post(confirm, data={"csrf_token": csrf_of(page.text)})
         assert done.status_code == 200
-        reader = store.get_subscriber(live_site.ctx.engine, email="hosted@example.org")
+        reader = live_site.ctx.store.subscribers.get(email="hosted@example.org")
         prefs = client.get(f"/preferences/{token(live_site, Scope.PREFERENCES, reader)}")
         feed = client.get(f"/feeds/{reader.feed_token}.atom")
     for body in (text_of(mail), done.text, prefs.text, feed.text):
@@ -336,7 +334,7 @@ def test_a_control_character_pasted_into_the_keywords_is_named_not_stored(
         response = subscribe(client, "paste@example.org", keywords="diffusion\x00 models")
     assert response.status_code == 400 and "invisible control character" in response.text
     with pytest.raises(store.UnknownSubscriber):
-        store.get_subscriber(live_site.ctx.engine, email="paste@example.org")
+        live_site.ctx.store.subscribers.get(email="paste@example.org")
 
 
 def test_one_click_unsubscribe_and_coming_back_later(live_site: LiveSite) -> None:
@@ -389,7 +387,7 @@ def test_a_feed_only_reader_turns_email_off(live_site: LiveSite) -> None:
         assert "Your preferences are saved." in page.text
         nothing = client.post(url, data={**form, "channel_feed": ""})
         assert nothing.status_code == 400 and 'id="channels-error"' in nothing.text
-    stored = store.get_subscriber(live_site.ctx.engine, id=reader.id)
+    stored = live_site.ctx.store.subscribers.get(id=reader.id)
     assert stored.channels == ("feed",)
     assert (stored.frequency, stored.send_hour, stored.timezone, stored.max_papers) == (
         "weekly",
@@ -413,7 +411,7 @@ def test_a_mistyped_number_of_papers_is_named_and_nothing_is_saved(live_site: Li
         answer = client.post(url, data=form)
     # the page comes back with the error by the field (and today's preview), not a server error
     assert answer.status_code == 400 and 'id="max_papers-error"' in answer.text
-    assert store.get_subscriber(live_site.ctx.engine, id=reader.id).keywords == "LLM agents"
+    assert live_site.ctx.store.subscribers.get(id=reader.id).keywords == "LLM agents"
 
 
 def test_monitors_get_a_health_answer(live_site: LiveSite) -> None:
@@ -461,7 +459,7 @@ def test_a_sign_up_while_the_relay_is_down_is_confirmed_by_the_next_run(
         page = client.get(confirm)
         done = client.post(confirm, data={"csrf_token": csrf_of(page.text)})
     assert done.status_code == 200
-    assert store.get_subscriber(ctx.engine, email="patient@uni.example").status == "active"
+    assert ctx.store.subscribers.get(email="patient@uni.example").status == "active"
 
 
 def test_a_weekly_reader_picks_the_weekday_on_the_preferences_page(live_site: LiveSite) -> None:
@@ -485,5 +483,5 @@ def test_a_weekly_reader_picks_the_weekday_on_the_preferences_page(live_site: Li
         assert '<option value="4" selected>Friday</option>' in client.get(url).text
         bad = client.post(url, data={**form, "send_weekday": "9"})
         assert bad.status_code == 400 and 'id="send_weekday-error"' in bad.text
-    stored = store.get_subscriber(live_site.ctx.engine, id=reader.id)
+    stored = live_site.ctx.store.subscribers.get(id=reader.id)
     assert (stored.frequency, stored.send_weekday) == ("weekly", 4)

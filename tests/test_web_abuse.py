@@ -104,8 +104,7 @@ def test_search_feeds_are_rate_limited_per_network_but_cached_ones_are_free(
 
 def test_preference_pages_are_rate_limited_per_network(make_site: Any) -> None:
     site = make_site(web={"preference_pages_per_ip_per_hour": 2})
-    reader, _ = store.add_subscriber(
-        site.ctx.engine,
+    reader, _ = site.ctx.store.subscribers.add(
         "pages@example.org",
         store.Preferences(keywords="LLM agents"),
         confirmed=True,
@@ -259,7 +258,7 @@ def test_an_oversized_form_is_refused_before_it_is_read(live_site: LiveSite) -> 
             headers={"Content-Type": "application/x-www-form-urlencoded"},
         )
     assert declared.status_code == chunked.status_code == 413
-    assert store.count_subscribers(live_site.ctx.engine) == {}
+    assert live_site.ctx.store.subscribers.counts() == {}
 
 
 def test_a_client_that_hangs_up_mid_post_is_one_log_line(
@@ -300,21 +299,21 @@ def test_an_address_with_accents_before_the_at_is_refused_clearly(live_site: Liv
         response = subscribe(client, "josé@example.org")
     assert response.status_code == 400
     assert "before the @" in response.text
-    assert store.count_subscribers(live_site.ctx.engine).get("pending", 0) == 0
+    assert live_site.ctx.store.subscribers.counts().get("pending", 0) == 0
 
 
 def test_unconfirmed_sign_ups_are_purged_after_the_link_expires(live_site: LiveSite) -> None:
     engine, now = live_site.ctx.engine, live_site.ctx.now()
     prefs = store.Preferences(keywords="diffusion")
-    store.add_subscriber(engine, "old@example.org", prefs, confirmed=False, now=now)
-    store.add_subscriber(engine, "kept@example.org", prefs, confirmed=True, now=now)
+    store.Store(engine).subscribers.add("old@example.org", prefs, confirmed=False, now=now)
+    store.Store(engine).subscribers.add("kept@example.org", prefs, confirmed=True, now=now)
     later = now + timedelta(days=live_site.ctx.settings.web.token_max_age_days + 1)
-    store.add_subscriber(engine, "new@example.org", prefs, confirmed=False, now=later)
+    store.Store(engine).subscribers.add("new@example.org", prefs, confirmed=False, now=later)
 
-    purged = store.purge_unconfirmed(engine, before=later - timedelta(days=7))
+    purged = store.Store(engine).subscribers.purge_unconfirmed(before=later - timedelta(days=7))
 
     assert purged == 1
-    emails = {s.email for s in store.list_subscribers(engine)}
+    emails = {s.email for s in store.Store(engine).subscribers.all()}
     assert emails == {"kept@example.org", "new@example.org"}
 
 
@@ -322,8 +321,7 @@ def test_unconfirmed_sign_ups_are_purged_after_the_link_expires(live_site: LiveS
 
 
 def active_reader(site: LiveSite, email: str, keywords: str = "LLM agents") -> Any:
-    reader, _ = store.add_subscriber(
-        site.ctx.engine,
+    reader, _ = site.ctx.store.subscribers.add(
         email,
         store.Preferences(keywords=keywords),
         confirmed=True,
@@ -355,7 +353,7 @@ def test_a_reader_signs_out_every_link_a_forwarded_digest_carried(live_site: Liv
         assert stranger.get(old.feed_atom).status_code == 404
         one_click = stranger.post(old.unsubscribe, data={"List-Unsubscribe": "One-Click"})
     assert one_click.status_code == 400
-    assert store.get_subscriber(live_site.ctx.engine, id=reader.id).status == "active"
+    assert live_site.ctx.store.subscribers.get(id=reader.id).status == "active"
 
 
 def test_unsubscribing_signs_old_links_out_and_one_click_stays_idempotent(
@@ -374,9 +372,11 @@ def test_unsubscribing_signs_old_links_out_and_one_click_stays_idempotent(
 def test_a_reused_id_never_opens_the_newcomers_pages(live_site: LiveSite) -> None:
     engine, now = live_site.ctx.engine, live_site.ctx.now()
     prefs = store.Preferences(keywords="diffusion")
-    gone, _ = store.add_subscriber(engine, "gone@example.org", prefs, confirmed=False, now=now)
+    gone, _ = store.Store(engine).subscribers.add(
+        "gone@example.org", prefs, confirmed=False, now=now
+    )
     stale = live_site.ctx.links(gone)
-    assert store.purge_unconfirmed(engine, before=now + timedelta(seconds=1)) == 1
+    assert store.Store(engine).subscribers.purge_unconfirmed(before=now + timedelta(seconds=1)) == 1
     newcomer = active_reader(live_site, "newcomer@example.org")
     with live_site.client() as client:
         assert client.get(stale.preferences).status_code == 400
@@ -389,14 +389,14 @@ def test_a_reused_id_never_opens_the_newcomers_pages(live_site: LiveSite) -> Non
 
 def test_a_strangers_sign_up_never_rewrites_a_former_readers_profile(live_site: LiveSite) -> None:
     reader = active_reader(live_site, "former@example.org", keywords="LLM agents")
-    store.unsubscribe(live_site.ctx.engine, id=reader.id, now=live_site.ctx.now())
+    live_site.ctx.store.subscribers.unsubscribe(id=reader.id, now=live_site.ctx.now())
     with live_site.client() as stranger:
         token = csrf_of(stranger.get("/").text)
         stranger.post(
             "/subscribe",
             data={"csrf_token": token, "email": "former@example.org", "keywords": "casino bonus"},
         )
-    stored = store.get_subscriber(live_site.ctx.engine, email="former@example.org")
+    stored = live_site.ctx.store.subscribers.get(email="former@example.org")
     assert stored.keywords == "LLM agents" and stored.status == "pending"
     # The owner sees what confirming would apply, before anything does.
     mail = live_site.wait_for_mail("former@example.org")
@@ -419,7 +419,7 @@ def test_a_newer_sign_up_makes_the_earlier_confirmation_link_stale(live_site: Li
         page = owner.get(owner_link)
         if page.status_code == 200:  # the page shows a button; pressing it must not apply "spam"
             owner.post(owner_link, data={"csrf_token": csrf_of(page.text)})
-    stored = store.get_subscriber(live_site.ctx.engine, email="owner@example.org")
+    stored = live_site.ctx.store.subscribers.get(email="owner@example.org")
     assert stored.status == "pending" and stored.keywords == "diffusion models"
 
 

@@ -12,7 +12,7 @@ from datetime import timedelta
 import feedparser
 import pytest
 
-from digest import pipeline, store
+from digest import pipeline
 from digest.models import SubscriberStatus
 from tests.web_fixtures import LiveSite, in_thread, links_in, screenshot
 
@@ -49,7 +49,7 @@ def test_a_reader_subscribes_tunes_and_leaves_without_javascript(live_site: Live
     page.click('button[value="subscribe"]')
     assert page.get_by_role("heading", name="Check your inbox").is_visible()
     screenshot(page, "03-check-inbox")
-    assert store.get_subscriber(live_site.ctx.engine, email=READER).status == "pending"
+    assert live_site.ctx.store.subscribers.get(email=READER).status == "pending"
 
     # The confirmation mail carries a link to the configured base URL.
     mail = live_site.wait_for_mail(READER)
@@ -60,7 +60,7 @@ def test_a_reader_subscribes_tunes_and_leaves_without_javascript(live_site: Live
     page.goto(confirm_url)
     assert page.get_by_role("button", name="Confirm my subscription").is_visible()
     screenshot(page, "04-confirm")
-    assert store.get_subscriber(live_site.ctx.engine, email=READER).status == "pending"
+    assert live_site.ctx.store.subscribers.get(email=READER).status == "pending"
 
     # ... and pressing it activates the subscription and shows the reader's links.
     page.get_by_role("button", name="Confirm my subscription").click()
@@ -68,7 +68,7 @@ def test_a_reader_subscribes_tunes_and_leaves_without_javascript(live_site: Live
     feed_url = page.locator("code.url").first.inner_text()
     assert feed_url.startswith(live_site.url + "/feeds/") and feed_url.endswith(".atom")
     screenshot(page, "05-confirmed")
-    assert store.get_subscriber(live_site.ctx.engine, email=READER).status == "active"
+    assert live_site.ctx.store.subscribers.get(email=READER).status == "active"
 
     # Preferences: the preview shows today's digest for the saved profile.
     page.get_by_role("link", name="Your preferences").click()
@@ -81,7 +81,7 @@ def test_a_reader_subscribes_tunes_and_leaves_without_javascript(live_site: Live
     page.get_by_role("button", name="Save").click()
     assert page.locator("#keywords-error").is_visible()
     screenshot(page, "07-preferences-error")
-    assert store.get_subscriber(live_site.ctx.engine, email=READER).keywords.startswith("diffusion")
+    assert live_site.ctx.store.subscribers.get(email=READER).keywords.startswith("diffusion")
 
     # Change the interests: saved, and the preview changes with them.
     page.fill('textarea[name="keywords"]', "reinforcement learning, LLM agents")
@@ -90,7 +90,7 @@ def test_a_reader_subscribes_tunes_and_leaves_without_javascript(live_site: Live
     second = preview_titles(page)
     assert second and second != first
     screenshot(page, "08-preferences-saved")
-    saved = store.get_subscriber(live_site.ctx.engine, email=READER)
+    saved = live_site.ctx.store.subscribers.get(email=READER)
     assert saved.keywords == "reinforcement learning, LLM agents"
 
     # Today's run sends this reader a digest, and their private feed now lists those papers.
@@ -111,13 +111,13 @@ def test_a_reader_subscribes_tunes_and_leaves_without_javascript(live_site: Live
     page.goto(unsubscribe_url)
     assert page.get_by_role("button", name="Unsubscribe").is_visible()
     screenshot(page, "09-unsubscribe")
-    assert store.get_subscriber(live_site.ctx.engine, email=READER).status == "active"
+    assert live_site.ctx.store.subscribers.get(email=READER).status == "active"
 
     # The mail provider's one-click POST (RFC 8058) unsubscribes at once, with a 200.
     with live_site.client() as client:
         response = client.post(unsubscribe_url, data={"List-Unsubscribe": "One-Click"})
     assert response.status_code == 200
-    assert store.get_subscriber(live_site.ctx.engine, email=READER).status == (
+    assert live_site.ctx.store.subscribers.get(email=READER).status == (
         SubscriberStatus.UNSUBSCRIBED
     )
     page.reload()

@@ -17,8 +17,7 @@ pytest_plugins = ["tests.web_fixtures"]
 
 def reader_with_a_digest(site: LiveSite, email: str = "reader@example.org"):
     """An active reader who was sent today's digest (so their feed has entries)."""
-    subscriber, _ = store.add_subscriber(
-        site.ctx.engine,
+    subscriber, _ = site.ctx.store.subscribers.add(
         email,
         store.Preferences(keywords="diffusion models, video generation", send_hour=0),
         confirmed=True,
@@ -79,7 +78,7 @@ def test_a_reader_rotates_their_feed_url(live_site: LiveSite) -> None:
         assert moved.status_code == 303
         after = client.get(moved.headers["location"])
         assert "Your feed has a new URL." in after.text
-        new_token = store.get_subscriber(live_site.ctx.engine, id=reader.id).feed_token
+        new_token = live_site.ctx.store.subscribers.get(id=reader.id).feed_token
         assert new_token != reader.feed_token and f"/feeds/{new_token}.atom" in after.text
         old = client.get(f"/feeds/{reader.feed_token}.atom")
         assert old.status_code == 404 and "may have moved" in old.text
@@ -91,7 +90,7 @@ def test_unknown_and_unsubscribed_feeds_are_gone(live_site: LiveSite) -> None:
     with live_site.client() as client:
         assert client.get("/feeds/not-a-token.atom").status_code == 404
         assert client.get(f"/feeds/{reader.feed_token}.json").status_code == 404
-        store.unsubscribe(live_site.ctx.engine, id=reader.id, now=live_site.ctx.now())
+        live_site.ctx.store.subscribers.unsubscribe(id=reader.id, now=live_site.ctx.now())
         assert client.get(f"/feeds/{reader.feed_token}.atom").status_code == 404
 
 

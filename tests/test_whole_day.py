@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from freezegun import freeze_time
 
-from digest import pipeline, store
+from digest import pipeline
 from digest.store import Preferences
 
 READERS = {
@@ -21,8 +21,8 @@ READERS = {
 
 def subscribe_all(ctx: pipeline.Context, readers: dict[str, str] = READERS) -> None:
     for email, keywords in readers.items():
-        store.add_subscriber(
-            ctx.engine, email, Preferences(keywords=keywords), confirmed=True, now=ctx.now()
+        ctx.store.subscribers.add(
+            email, Preferences(keywords=keywords), confirmed=True, now=ctx.now()
         )
 
 
@@ -177,7 +177,7 @@ def test_dry_run_previews_without_changing_anything(
 def test_unsubscribed_readers_get_nothing(make_settings: Any, smtp_server: Any) -> None:
     ctx = pipeline.build_context(make_settings())
     subscribe_all(ctx)
-    store.unsubscribe(ctx.engine, email="rl@lab.example", now=datetime.now(UTC))
+    ctx.store.subscribers.unsubscribe(email="rl@lab.example", now=datetime.now(UTC))
 
     pipeline.run(ctx)
 
@@ -192,8 +192,7 @@ def test_schedule_sends_at_the_readers_local_hour(
     """A reader in Tokyo with send hour 7 is due at 07:00 Tokyo time (22:00 UTC the day before)."""
     with freeze_time(f"2025-11-26 {(hour - 9) % 24:02d}:30:00"):
         ctx = pipeline.build_context(make_settings())
-        store.add_subscriber(
-            ctx.engine,
+        ctx.store.subscribers.add(
             "tokyo@lab.example",
             Preferences(keywords='"federated learning"', timezone="Asia/Tokyo", send_hour=7),
             confirmed=True,
@@ -219,7 +218,7 @@ def test_each_readers_feed_is_written_when_a_folder_is_configured(
 
     pipeline.run(ctx)
 
-    reader = store.get_subscriber(ctx.engine, email="fl@uni.example")
+    reader = ctx.store.subscribers.get(email="fl@uni.example")
     atom = feedparser.parse((feeds_dir / f"{reader.feed_token}.atom").read_bytes())
     rss = feedparser.parse((feeds_dir / f"{reader.feed_token}.rss").read_bytes())
     assert not atom.bozo and not rss.bozo

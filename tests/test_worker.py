@@ -37,7 +37,7 @@ from digest.pipeline.batch import Pending, Prepared
 
 def short_note(ctx, claims, report):
     # Same queue, leases, pool and recorder; a one-line message instead of a ranked digest.
-    readers = store.subscribers_by_ids(ctx.engine, [c.subscriber_id for c in claims])
+    readers = ctx.store.subscribers.by_ids([c.subscriber_id for c in claims])
     prepared = Prepared()
     for claim in claims:
         to, mid = readers[claim.subscriber_id].email, f"<{claim.id}@digest.test>"

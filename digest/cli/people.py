@@ -92,14 +92,13 @@ def subscribe(
     channels: str | None,
 ) -> None:
     """Add a reader; without --confirmed they get a confirmation mail and stay pending."""
-    from digest import pipeline, store
+    from digest import pipeline
 
     ctx = state().context
     preferences = _preferences(
         keywords, timezone, send_hour, frequency, max_papers, channels, send_weekday
     )
-    subscriber, changed = store.add_subscriber(
-        ctx.engine,
+    subscriber, changed = ctx.store.subscribers.add(
         email,
         preferences,
         confirmed=confirmed,
@@ -126,11 +125,11 @@ def subscribe(
 @handle_errors
 def unsubscribe(email: str, goodbye: bool) -> None:
     """Stop all mail to a reader (pending digests are cancelled)."""
-    from digest import pipeline, store
+    from digest import pipeline
 
     ctx = state().context
-    changed = store.unsubscribe(ctx.engine, email=email, now=ctx.now(), goodbye=goodbye)
-    subscriber = store.get_subscriber(ctx.engine, email=email)
+    changed = ctx.store.subscribers.unsubscribe(email=email, now=ctx.now(), goodbye=goodbye)
+    subscriber = ctx.store.subscribers.get(email=email)
     if changed and goodbye:
         pipeline.send_mails_now(ctx)
     info(f"{subscriber.email} is unsubscribed" + ("." if changed else " (already was)."))
@@ -171,9 +170,7 @@ def subscribers_list(statuses: tuple[str, ...], fmt: str) -> None:
     """Every reader with their status and profile."""
     from rich.table import Table
 
-    from digest import store
-
-    rows = [_as_row(s) for s in store.list_subscribers(state().context.engine, statuses=statuses)]
+    rows = [_as_row(s) for s in state().context.store.subscribers.all(statuses=statuses)]
     if fmt == "json":
         print_json(rows)
         return
@@ -279,8 +276,7 @@ def _save_batch(
     """Save checked rows in one go (with their confirmation mails queued) and count what happened."""
     from digest import store
 
-    results = store.save_subscribers(
-        ctx.engine,
+    results = ctx.store.subscribers.save(
         [(email, p) for _, email, p in batch],
         confirmed=confirmed,
         now=ctx.now(),
@@ -335,11 +331,10 @@ def _int_or_none(value: str | None, name: str) -> int | None:
 @handle_errors
 def subscribers_export() -> None:
     """Write every reader as CSV to stdout (the import format, plus status)."""
-    from digest import store
 
     writer = csv.DictWriter(
         sys.stdout, fieldnames=[*CSV_COLUMNS, "status"], extrasaction="ignore", lineterminator="\n"
     )
     writer.writeheader()
-    for subscriber in store.list_subscribers(state().context.engine):
+    for subscriber in state().context.store.subscribers.all():
         writer.writerow(_as_row(subscriber))

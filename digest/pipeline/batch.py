@@ -62,7 +62,7 @@ def prepare_batch(
     prepared = Prepared()
     now = ctx.now()
     if subscribers is None:
-        subscribers = store.subscribers_by_ids(ctx.engine, [c.subscriber_id for c in claims])
+        subscribers = ctx.store.subscribers.by_ids([c.subscriber_id for c in claims])
     live = [c for c in claims if _is_active(subscribers.get(c.subscriber_id))]
     _settle_gone(ctx, [c for c in claims if c not in live], subscribers, report, dry=dry)
     digests = compose_once(

@@ -149,7 +149,7 @@ def status(ctx: Context) -> Status:
         oldest_pending_at=ctx.store.overview.oldest_pending(),
         subscribers={
             **dict.fromkeys(("active", "pending", "unsubscribed", "bounced"), 0),
-            **store.count_subscribers(ctx.engine),
+            **ctx.store.subscribers.counts(),
         },
         last_run_at=last_run,
         next_run_at=next_run,

@@ -59,7 +59,7 @@ def _send_claims(
 ) -> tuple[int, int]:
     now = ctx.now()
     lifetime = timedelta(days=ctx.settings.web.token_max_age_days)
-    subscribers = store.subscribers_by_ids(ctx.engine, [c.subscriber_id for c in claims])
+    subscribers = ctx.store.subscribers.by_ids([c.subscriber_id for c in claims])
     envelopes: list[Envelope] = []
     by_id = {claim.id: claim for claim in claims}
     outcomes: list[store.Outcome] = []
@@ -121,10 +121,10 @@ def _render(ctx: Context, claim: store.MailClaim, subscriber: Subscriber) -> Ren
         return ctx.renderer.goodbye(subscriber.email, ctx.urls.home())
     if claim.kind == store.MailKind.ALREADY_SUBSCRIBED:
         return ctx.renderer.already_subscribed(subscriber.email, ctx.links(subscriber).preferences)
-    version = store.token_version(ctx.engine, subscriber.id)
+    version = ctx.store.subscribers.token_version(subscriber.id)
     token = ctx.signer.make(Scope.CONFIRM, subscriber.id, version, link=subscriber.link_secret)
     # The mail shows what confirming applies: the sign-up's profile, not the stored one.
-    pending = store.pending_preferences(ctx.engine, subscriber.id)
+    pending = ctx.store.subscribers.pending_preferences(subscriber.id)
     shown = subscriber if pending is None else replace(subscriber, **asdict(pending))
     return ctx.renderer.confirmation(subscriber.email, ctx.urls.confirm(token), subscriber=shown)
 

@@ -74,7 +74,7 @@ def planned_batches(
     `due_date` names unless they already have it or a later one (`digest schedule`).
     """
     now = ctx.now()
-    for batch in store.iter_timings(ctx.engine):
+    for batch in ctx.store.subscribers.iter_timings():
         latest = ctx.store.deliveries.last_digest_dates([s.id for s in batch])
         planned: list[store.PlannedDelivery] = []
         for subscriber in batch:

@@ -213,7 +213,7 @@ def _preview(
 
 def _example_readers(ctx: Context) -> dict[int, Subscriber]:
     """With no reader yet, the config's example profiles stand in (under made-up ids)."""
-    if store.count_subscribers(ctx.engine):
+    if ctx.store.subscribers.counts():
         return {}
     return {
         -i: Subscriber(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from digest import store
 from digest.pipeline.context import Context
 
 RATE_EVENTS_KEPT = timedelta(days=2)
@@ -38,7 +37,7 @@ def housekeeping(ctx: Context) -> Pruned:
         deliveries=deliveries,
         digests=digests,
         mails=ctx.store.retention.prune_mails(before=kept_since),
-        signups=store.purge_unconfirmed(
-            ctx.engine, before=now - timedelta(days=settings.web.token_max_age_days)
+        signups=ctx.store.subscribers.purge_unconfirmed(
+            before=now - timedelta(days=settings.web.token_max_age_days)
         ),
     )

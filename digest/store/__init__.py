@@ -41,27 +41,11 @@ from digest.store.subscribers import (
     InvalidSubscriber,
     Preferences,
     Saved,
+    Subscribers,
     Timing,
     UnknownSubscriber,
     UnmailableAddress,
-    add_subscriber,
-    confirm_subscriber,
-    count_subscribers,
-    get_subscriber,
-    iter_active,
-    iter_timings,
-    list_subscribers,
     normalize_email,
-    pending_preferences,
-    purge_unconfirmed,
-    rotate_feed_token,
-    save_subscribers,
-    sign_out_links,
-    subscriber_by_feed_token,
-    subscribers_by_ids,
-    token_version,
-    unsubscribe,
-    update_preferences,
 )
 
 
@@ -77,6 +61,7 @@ class Store:
         self.deliveries = Deliveries(engine)
         self.digests = Digests(engine)
         self.mails = Mails(engine)
+        self.subscribers = Subscribers(engine)
         self.papers = Papers(engine)
         self.sources = Sources(engine)
         self.profile_changes = ProfileChanges(engine)
@@ -116,33 +101,17 @@ __all__ = [
     "Sources",
     "Store",
     "StoreError",
+    "Subscribers",
     "Timing",
     "UnknownSource",
     "UnknownSubscriber",
     "UnmailableAddress",
     "UpsertCounts",
-    "add_subscriber",
     "check_schema",
-    "confirm_subscriber",
     "copy_database",
-    "count_subscribers",
     "describe",
-    "get_subscriber",
-    "iter_active",
-    "iter_timings",
-    "list_subscribers",
     "migrate",
     "normalize_email",
     "open_engine",
-    "pending_preferences",
-    "purge_unconfirmed",
-    "rotate_feed_token",
-    "save_subscribers",
     "schema_is_current",
-    "sign_out_links",
-    "subscriber_by_feed_token",
-    "subscribers_by_ids",
-    "token_version",
-    "unsubscribe",
-    "update_preferences",
 ]

@@ -139,54 +139,348 @@ def signup_mail(saved: Saved) -> MailKind | None:
     return MailKind.CONFIRMATION
 
 
-def add_subscriber(
-    engine: Engine,
-    email: str,
-    preferences: Preferences,
-    *,
-    confirmed: bool,
-    now: datetime,
-    send_confirmation: bool = False,
-) -> tuple[Subscriber, bool]:
-    """Create a subscriber (pending unless confirmed); returns it and whether anything changed.
+class Subscribers:
+    """The readers: sign-up, confirmation, preferences, links and unsubscribing."""
 
-    An address already known keeps its row: an unsubscribed one comes back (pending again unless
-    confirmed), an active one keeps its status, and its preferences are updated. With
-    `send_confirmation`, the confirmation mail (or, for an active reader, a note with their
-    preferences link) is queued in the same transaction.
-    """
-    mail = signup_mail if send_confirmation and not confirmed else None
-    (result,) = save_subscribers(
-        engine, [(email, preferences)], confirmed=confirmed, now=now, mail=mail
-    )
-    if isinstance(result, InvalidSubscriber):
-        raise result
-    return result.subscriber, result.changed
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
 
+    def add(
+        self,
+        email: str,
+        preferences: Preferences,
+        *,
+        confirmed: bool,
+        now: datetime,
+        send_confirmation: bool = False,
+    ) -> tuple[Subscriber, bool]:
+        """Create a subscriber (pending unless confirmed); returns it and whether anything changed.
 
-def save_subscribers(
-    engine: Engine,
-    entries: Sequence[tuple[str, Preferences]],
-    *,
-    confirmed: bool,
-    now: datetime,
-    mail: MailPolicy | None = None,
-) -> list[Saved | InvalidSubscriber]:
-    """Add or update many readers as `add_subscriber` would one by one, in a few statements.
+        An address already known keeps its row: an unsubscribed one comes back (pending again unless
+        confirmed), an active one keeps its status, and its preferences are updated. With
+        `send_confirmation`, the confirmation mail (or, for an active reader, a note with their
+        preferences link) is queued in the same transaction.
+        """
+        mail = signup_mail if send_confirmation and not confirmed else None
+        (result,) = self.save([(email, preferences)], confirmed=confirmed, now=now, mail=mail)
+        if isinstance(result, InvalidSubscriber):
+            raise result
+        return result.subscriber, result.changed
 
-    Returns one result per entry, in order: what was saved, or why that entry was refused (the
-    others are saved all the same). A later entry for the same address sees the earlier one.
-    With `mail`, the mail it chooses for each saved reader is queued in the same transaction.
-    """
-    results: list[Saved | InvalidSubscriber] = []
-    for start in range(0, len(entries), SAVE_CHUNK):
-        chunk = entries[start : start + SAVE_CHUNK]
-        try:
-            results.extend(_save_chunk(engine, chunk, confirmed=confirmed, now=now, mail=mail))
-        except IntegrityError:
-            # Someone signed up with one of these addresses meanwhile: read the chunk again.
-            results.extend(_save_chunk(engine, chunk, confirmed=confirmed, now=now, mail=mail))
-    return results
+    def save(
+        self,
+        entries: Sequence[tuple[str, Preferences]],
+        *,
+        confirmed: bool,
+        now: datetime,
+        mail: MailPolicy | None = None,
+    ) -> list[Saved | InvalidSubscriber]:
+        """Add or update many readers as `add` would one by one, in a few statements.
+
+        Returns one result per entry, in order: what was saved, or why that entry was refused (the
+        others are saved all the same). A later entry for the same address sees the earlier one.
+        With `mail`, the mail it chooses for each saved reader is queued in the same transaction.
+        """
+        results: list[Saved | InvalidSubscriber] = []
+        for start in range(0, len(entries), SAVE_CHUNK):
+            chunk = entries[start : start + SAVE_CHUNK]
+            try:
+                results.extend(self._save_chunk(chunk, confirmed=confirmed, now=now, mail=mail))
+            except IntegrityError:
+                # Someone signed up with one of these addresses meanwhile: read the chunk again.
+                results.extend(self._save_chunk(chunk, confirmed=confirmed, now=now, mail=mail))
+        return results
+
+    def _save_chunk(
+        self,
+        entries: Sequence[tuple[str, Preferences]],
+        *,
+        confirmed: bool,
+        now: datetime,
+        mail: MailPolicy | None,
+    ) -> list[Saved | InvalidSubscriber]:
+        checked: list[tuple[str, dict[str, Any]] | InvalidSubscriber] = []
+        for email, preferences in entries:
+            try:
+                checked.append((normalize_email(email), _profile_of(preferences.checked())))
+            except InvalidSubscriber as exc:
+                checked.append(exc)
+        table = _TABLE
+        addresses = {item[0] for item in checked if not isinstance(item, InvalidSubscriber)}
+        with self.engine.begin() as connection:
+            # Every row of the chunk as it stands, updated in memory entry by entry, then written once.
+            current: dict[str, dict[str, Any]] = {
+                row.email: dict(row._mapping)
+                for row in connection.execute(select(table).where(table.c.email.in_(addresses)))
+            }
+            new: dict[str, None] = {}  # in file order: ids follow the order readers were listed
+            changed_rows: dict[str, None] = {}
+            outcomes: list[tuple[str, bool, bool] | InvalidSubscriber] = []
+            for item in checked:
+                if isinstance(item, InvalidSubscriber):
+                    outcomes.append(item)
+                    continue
+                address, profile = item
+                row = current.get(address)
+                if row is None:
+                    current[address] = _new_row(address, profile, confirmed=confirmed, now=now)
+                    new[address] = None
+                    outcomes.append((address, True, True))
+                    continue
+                changed = _merge(row, profile, confirmed=confirmed, now=now)
+                if changed and address not in new:
+                    changed_rows[address] = None
+                outcomes.append((address, False, changed))
+            if new:
+                # A plain executemany, not INSERT ... RETURNING: psycopg parses one many-row VALUES
+                # statement slower than it sends the rows; the ids come back in one SELECT.
+                connection.execute(table.insert(), [current[address] for address in new])
+                query = select(table.c.id, table.c.email).where(table.c.email.in_(list(new)))
+                for id_, address in connection.execute(query):
+                    current[address]["id"] = id_
+            if changed_rows:
+                connection.execute(
+                    update(table)
+                    .where(table.c.id == bindparam("row_id"))
+                    .values({name: bindparam(name) for name in _CHANGING}),
+                    [
+                        {"row_id": current[a]["id"], **{n: current[a][n] for n in _CHANGING}}
+                        for a in changed_rows
+                    ],
+                )
+            subscribers = {a: to_subscriber(SimpleNamespace(**current[a])) for a in addresses}
+            results = [
+                o if isinstance(o, InvalidSubscriber) else Saved(subscribers[o[0]], o[1], o[2])
+                for o in outcomes
+            ]
+            for result in results:
+                if isinstance(result, Saved) and mail and (kind := mail(result)) is not None:
+                    assert result.subscriber.id is not None
+                    enqueue(connection, result.subscriber.id, kind, now=now)
+        return results
+
+    def pending_preferences(self, subscriber_id: int) -> Preferences | None:
+        """The preferences a pending sign-up would confirm, when they differ from the stored ones."""
+        with Session(self.engine) as session:
+            profile = session.scalar(
+                select(SubscriberRow.pending_profile).where(SubscriberRow.id == subscriber_id)
+            )
+        if not profile:
+            return None
+        return Preferences(**{**profile, "channels": tuple(profile.get("channels") or CHANNELS)})
+
+    def get(self, *, id: int | None = None, email: str | None = None) -> Subscriber:
+        """One subscriber by id or address, or UnknownSubscriber."""
+        query = select(SubscriberRow)
+        if id is not None:
+            query = query.where(SubscriberRow.id == id)
+        elif email is not None:
+            query = query.where(SubscriberRow.email == normalize_email(email))
+        else:
+            raise TypeError("give id or email")
+        with Session(self.engine) as session:
+            row = session.scalar(query)
+            if row is None:
+                raise UnknownSubscriber(f"no subscriber {email or id}")
+            return to_subscriber(row)
+
+    def token_version(self, subscriber_id: int) -> int:
+        """The subscriber's current token version (confirm links are single-use against it)."""
+        with Session(self.engine) as session:
+            version = session.scalar(
+                select(SubscriberRow.token_version).where(SubscriberRow.id == subscriber_id)
+            )
+        if version is None:
+            raise UnknownSubscriber(f"no subscriber {subscriber_id}")
+        return version
+
+    def by_feed_token(self, token: str) -> Subscriber | None:
+        """The subscriber whose private feed this token opens, if any (the caller checks their status)."""
+        with Session(self.engine) as session:
+            row = session.scalar(select(SubscriberRow).where(SubscriberRow.feed_token == token))
+        if row is None or not secrets.compare_digest(row.feed_token, token):
+            return None
+        return to_subscriber(row)
+
+    def confirm(self, subscriber_id: int, version: int, *, link: str = "", now: datetime) -> bool:
+        """Activate a pending subscriber once for this token version and link secret, applying the
+        profile their sign-up asked for; False if the link was used, stale or signed out.
+
+        Every link sent before (preferences, unsubscribe) stops working: a new subscription, new links.
+        """
+        with transaction(self.engine) as session:
+            row = session.scalar(
+                select(SubscriberRow)
+                .where(SubscriberRow.id == subscriber_id, SubscriberRow.token_version == version)
+                .with_for_update()
+            )
+            if row is None or not secrets.compare_digest(row.link_secret, link):
+                return False
+            if row.pending_profile:
+                _apply(row, row.pending_profile)
+            row.pending_profile = None
+            row.status, row.confirmed_at, row.bounce_count = SubscriberStatus.ACTIVE, now, 0
+            row.unsubscribed_at = None
+            row.token_version += 1
+            row.link_secret = new_link_secret()
+            return True
+
+    def update_preferences(self, subscriber_id: int, preferences: Preferences) -> Subscriber:
+        """Save new preferences for a subscriber."""
+        preferences.checked()
+        with transaction(self.engine) as session:
+            row = session.get(SubscriberRow, subscriber_id)
+            if row is None:
+                raise UnknownSubscriber(f"no subscriber {subscriber_id}")
+            _apply(row, _profile_of(preferences))
+            return to_subscriber(row)
+
+    def unsubscribe(
+        self,
+        *,
+        now: datetime,
+        id: int | None = None,
+        email: str | None = None,
+        goodbye: bool = False,
+    ) -> bool:
+        """Stop all mail to a subscriber and cancel their pending digests; False if already unsubscribed.
+
+        With `goodbye`, the goodbye mail is queued in the same transaction.
+        """
+        subscriber = self.get(id=id, email=email)
+        with transaction(self.engine) as session:
+            row = session.get(SubscriberRow, subscriber.id)
+            assert row is not None
+            if row.status == SubscriberStatus.UNSUBSCRIBED:
+                return False
+            row.status, row.unsubscribed_at = SubscriberStatus.UNSUBSCRIBED, now
+            row.token_version += 1
+            row.link_secret = new_link_secret()  # a forwarded digest no longer opens anything
+            session.execute(
+                update(DeliveryRow)
+                .where(DeliveryRow.subscriber_id == row.id, DeliveryRow.status == "pending")
+                .values(status="failed", last_error="unsubscribed before sending")
+            )
+            if goodbye:
+                enqueue(session.connection(), row.id, MailKind.GOODBYE, now=now)
+            return True
+
+    def rotate_feed_token(self, subscriber_id: int) -> str:
+        """Give a subscriber a new private feed URL; the old one stops working."""
+        token = new_feed_token()
+        with transaction(self.engine) as session:
+            session.execute(
+                update(SubscriberRow)
+                .where(SubscriberRow.id == subscriber_id)
+                .values(feed_token=token)
+            )
+        return token
+
+    def sign_out_links(self, subscriber_id: int) -> Subscriber:
+        """Make every link and feed URL sent to a reader stop working; returns them with new ones."""
+        with transaction(self.engine) as session:
+            row = session.get(SubscriberRow, subscriber_id)
+            if row is None:
+                raise UnknownSubscriber(f"no subscriber {subscriber_id}")
+            row.link_secret = new_link_secret()
+            row.feed_token = new_feed_token()
+            row.token_version += 1
+            return to_subscriber(row)
+
+    def all(self, *, statuses: Sequence[str] | None = None) -> list[Subscriber]:
+        """Subscribers in sign-up order, optionally only with the given statuses."""
+        query = select(SubscriberRow).order_by(SubscriberRow.id)
+        if statuses:
+            query = query.where(SubscriberRow.status.in_(list(statuses)))
+        with Session(self.engine) as session:
+            return [to_subscriber(row) for row in session.scalars(query)]
+
+    def _active_rows(
+        self, columns: Sequence[ColumnElement[Any]], batch: int
+    ) -> Iterator[list[Row[Any]]]:
+        """The active readers' rows (these columns and status), plain rows rather than ORM objects.
+
+        Walks the primary key and leaves the others out in Python: a status filter in SQL lets
+        PostgreSQL pick the status index when its statistics are stale (right after a big import),
+        and then every batch reads the whole table (1M readers: minutes instead of seconds).
+        """
+        table, last = _TABLE, 0
+        query = (
+            select(*columns, table.c.status.label("_status"))
+            .where(table.c.id > bindparam("last"))
+            .order_by(table.c.id)
+            .limit(batch)
+        )
+        while True:
+            with self.engine.connect() as connection:
+                rows = cast(Sequence[Row[Any]], connection.execute(query, {"last": last}).all())
+            if not rows:
+                return
+            last = rows[-1].id
+            active = [row for row in rows if row._status == SubscriberStatus.ACTIVE]
+            if active:
+                yield active
+
+    def iter_timings(self, *, batch: int = 5000) -> Iterator[list[Timing]]:
+        """The timing of every active reader in id order, a batch at a time (what planning needs)."""
+        table = _TABLE
+        columns = (
+            table.c.id,
+            table.c.timezone,
+            table.c.send_hour,
+            table.c.frequency,
+            table.c.channels,
+            table.c.send_weekday,
+            table.c.created_at,
+            table.c.confirmed_at,
+        )
+        for rows in self._active_rows(columns, batch):
+            yield [
+                Timing(
+                    row.id,
+                    row.timezone,
+                    row.send_hour,
+                    row.frequency,
+                    tuple(row.channels or ()),
+                    row.send_weekday,
+                    row.created_at,
+                    row.confirmed_at,
+                )
+                for row in rows
+            ]
+
+    def counts(self) -> dict[str, int]:
+        """Subscribers per status."""
+        query = select(SubscriberRow.status, func.count()).group_by(SubscriberRow.status)
+        with Session(self.engine) as session:
+            return {status: count for status, count in session.execute(query)}
+
+    def by_ids(self, ids: Sequence[int]) -> dict[int, Subscriber]:
+        """Subscribers by id (unknown ids are left out)."""
+        wanted = list(set(ids))
+        found: dict[int, Subscriber] = {}
+        with Session(self.engine) as session:
+            for start in range(0, len(wanted), 500):
+                query = select(SubscriberRow).where(
+                    SubscriberRow.id.in_(wanted[start : start + 500])
+                )
+                for row in session.scalars(query):
+                    found[row.id] = to_subscriber(row)
+        return found
+
+    def purge_unconfirmed(self, *, before: datetime) -> int:
+        """Delete sign-ups made before `before` that were never confirmed (their link has expired);
+        returns how many. A reader who was once active keeps their row whatever their status."""
+        with transaction(self.engine) as session:
+            result = session.execute(
+                delete(SubscriberRow).where(
+                    SubscriberRow.status == SubscriberStatus.PENDING,
+                    SubscriberRow.confirmed_at.is_(None),
+                    SubscriberRow.created_at < before,
+                )
+            )
+            # A DELETE gives a CursorResult; Session.execute is typed as returning any Result.
+            return cast(CursorResult[Any], result).rowcount or 0
 
 
 SAVE_CHUNK = 2000
@@ -206,75 +500,6 @@ _CHANGING = (
     "pending_profile",
     "token_version",
 )
-
-
-def _save_chunk(
-    engine: Engine,
-    entries: Sequence[tuple[str, Preferences]],
-    *,
-    confirmed: bool,
-    now: datetime,
-    mail: MailPolicy | None,
-) -> list[Saved | InvalidSubscriber]:
-    checked: list[tuple[str, dict[str, Any]] | InvalidSubscriber] = []
-    for email, preferences in entries:
-        try:
-            checked.append((normalize_email(email), _profile_of(preferences.checked())))
-        except InvalidSubscriber as exc:
-            checked.append(exc)
-    table = _TABLE
-    addresses = {item[0] for item in checked if not isinstance(item, InvalidSubscriber)}
-    with engine.begin() as connection:
-        # Every row of the chunk as it stands, updated in memory entry by entry, then written once.
-        current: dict[str, dict[str, Any]] = {
-            row.email: dict(row._mapping)
-            for row in connection.execute(select(table).where(table.c.email.in_(addresses)))
-        }
-        new: dict[str, None] = {}  # in file order: ids follow the order readers were listed
-        changed_rows: dict[str, None] = {}
-        outcomes: list[tuple[str, bool, bool] | InvalidSubscriber] = []
-        for item in checked:
-            if isinstance(item, InvalidSubscriber):
-                outcomes.append(item)
-                continue
-            address, profile = item
-            row = current.get(address)
-            if row is None:
-                current[address] = _new_row(address, profile, confirmed=confirmed, now=now)
-                new[address] = None
-                outcomes.append((address, True, True))
-                continue
-            changed = _merge(row, profile, confirmed=confirmed, now=now)
-            if changed and address not in new:
-                changed_rows[address] = None
-            outcomes.append((address, False, changed))
-        if new:
-            # A plain executemany, not INSERT ... RETURNING: psycopg parses one many-row VALUES
-            # statement slower than it sends the rows; the ids come back in one SELECT.
-            connection.execute(table.insert(), [current[address] for address in new])
-            query = select(table.c.id, table.c.email).where(table.c.email.in_(list(new)))
-            for id_, address in connection.execute(query):
-                current[address]["id"] = id_
-        if changed_rows:
-            connection.execute(
-                update(table)
-                .where(table.c.id == bindparam("row_id"))
-                .values({name: bindparam(name) for name in _CHANGING}),
-                [
-                    {"row_id": current[a]["id"], **{n: current[a][n] for n in _CHANGING}}
-                    for a in changed_rows
-                ],
-            )
-        subscribers = {a: to_subscriber(SimpleNamespace(**current[a])) for a in addresses}
-        results = [
-            o if isinstance(o, InvalidSubscriber) else Saved(subscribers[o[0]], o[1], o[2])
-            for o in outcomes
-        ]
-        for result in results:
-            if isinstance(result, Saved) and mail and (kind := mail(result)) is not None:
-                assert result.subscriber.id is not None
-                enqueue(connection, result.subscriber.id, kind, now=now)
-    return results
 
 
 def _new_row(
@@ -329,17 +554,6 @@ def _profile_of(preferences: Preferences) -> dict[str, Any]:
     }
 
 
-def pending_preferences(engine: Engine, subscriber_id: int) -> Preferences | None:
-    """The preferences a pending sign-up would confirm, when they differ from the stored ones."""
-    with Session(engine) as session:
-        profile = session.scalar(
-            select(SubscriberRow.pending_profile).where(SubscriberRow.id == subscriber_id)
-        )
-    if not profile:
-        return None
-    return Preferences(**{**profile, "channels": tuple(profile.get("channels") or CHANNELS)})
-
-
 def _apply(row: SubscriberRow | dict[str, Any], profile: dict[str, Any]) -> bool:
     """Set the profile's values on a row (an ORM row, or a row's values); True if any differed."""
     changed = False
@@ -364,176 +578,6 @@ def new_link_secret() -> str:
     return secrets.token_hex(8)
 
 
-def get_subscriber(
-    engine: Engine, *, id: int | None = None, email: str | None = None
-) -> Subscriber:
-    """One subscriber by id or address, or UnknownSubscriber."""
-    query = select(SubscriberRow)
-    if id is not None:
-        query = query.where(SubscriberRow.id == id)
-    elif email is not None:
-        query = query.where(SubscriberRow.email == normalize_email(email))
-    else:
-        raise TypeError("give id or email")
-    with Session(engine) as session:
-        row = session.scalar(query)
-        if row is None:
-            raise UnknownSubscriber(f"no subscriber {email or id}")
-        return to_subscriber(row)
-
-
-def token_version(engine: Engine, subscriber_id: int) -> int:
-    """The subscriber's current token version (confirm links are single-use against it)."""
-    with Session(engine) as session:
-        version = session.scalar(
-            select(SubscriberRow.token_version).where(SubscriberRow.id == subscriber_id)
-        )
-    if version is None:
-        raise UnknownSubscriber(f"no subscriber {subscriber_id}")
-    return version
-
-
-def subscriber_by_feed_token(engine: Engine, token: str) -> Subscriber | None:
-    """The subscriber whose private feed this token opens, if any (the caller checks their status)."""
-    with Session(engine) as session:
-        row = session.scalar(select(SubscriberRow).where(SubscriberRow.feed_token == token))
-    if row is None or not secrets.compare_digest(row.feed_token, token):
-        return None
-    return to_subscriber(row)
-
-
-def confirm_subscriber(
-    engine: Engine, subscriber_id: int, version: int, *, link: str = "", now: datetime
-) -> bool:
-    """Activate a pending subscriber once for this token version and link secret, applying the
-    profile their sign-up asked for; False if the link was used, stale or signed out.
-
-    Every link sent before (preferences, unsubscribe) stops working: a new subscription, new links.
-    """
-    with transaction(engine) as session:
-        row = session.scalar(
-            select(SubscriberRow)
-            .where(SubscriberRow.id == subscriber_id, SubscriberRow.token_version == version)
-            .with_for_update()
-        )
-        if row is None or not secrets.compare_digest(row.link_secret, link):
-            return False
-        if row.pending_profile:
-            _apply(row, row.pending_profile)
-        row.pending_profile = None
-        row.status, row.confirmed_at, row.bounce_count = SubscriberStatus.ACTIVE, now, 0
-        row.unsubscribed_at = None
-        row.token_version += 1
-        row.link_secret = new_link_secret()
-        return True
-
-
-def update_preferences(engine: Engine, subscriber_id: int, preferences: Preferences) -> Subscriber:
-    """Save new preferences for a subscriber."""
-    preferences.checked()
-    with transaction(engine) as session:
-        row = session.get(SubscriberRow, subscriber_id)
-        if row is None:
-            raise UnknownSubscriber(f"no subscriber {subscriber_id}")
-        _apply(row, _profile_of(preferences))
-        return to_subscriber(row)
-
-
-def unsubscribe(
-    engine: Engine,
-    *,
-    now: datetime,
-    id: int | None = None,
-    email: str | None = None,
-    goodbye: bool = False,
-) -> bool:
-    """Stop all mail to a subscriber and cancel their pending digests; False if already unsubscribed.
-
-    With `goodbye`, the goodbye mail is queued in the same transaction.
-    """
-    subscriber = get_subscriber(engine, id=id, email=email)
-    with transaction(engine) as session:
-        row = session.get(SubscriberRow, subscriber.id)
-        assert row is not None
-        if row.status == SubscriberStatus.UNSUBSCRIBED:
-            return False
-        row.status, row.unsubscribed_at = SubscriberStatus.UNSUBSCRIBED, now
-        row.token_version += 1
-        row.link_secret = new_link_secret()  # a forwarded digest no longer opens anything
-        session.execute(
-            update(DeliveryRow)
-            .where(DeliveryRow.subscriber_id == row.id, DeliveryRow.status == "pending")
-            .values(status="failed", last_error="unsubscribed before sending")
-        )
-        if goodbye:
-            enqueue(session.connection(), row.id, MailKind.GOODBYE, now=now)
-        return True
-
-
-def rotate_feed_token(engine: Engine, subscriber_id: int) -> str:
-    """Give a subscriber a new private feed URL; the old one stops working."""
-    token = new_feed_token()
-    with transaction(engine) as session:
-        session.execute(
-            update(SubscriberRow).where(SubscriberRow.id == subscriber_id).values(feed_token=token)
-        )
-    return token
-
-
-def sign_out_links(engine: Engine, subscriber_id: int) -> Subscriber:
-    """Make every link and feed URL sent to a reader stop working; returns them with new ones."""
-    with transaction(engine) as session:
-        row = session.get(SubscriberRow, subscriber_id)
-        if row is None:
-            raise UnknownSubscriber(f"no subscriber {subscriber_id}")
-        row.link_secret = new_link_secret()
-        row.feed_token = new_feed_token()
-        row.token_version += 1
-        return to_subscriber(row)
-
-
-def list_subscribers(engine: Engine, *, statuses: Sequence[str] | None = None) -> list[Subscriber]:
-    """Subscribers in sign-up order, optionally only with the given statuses."""
-    query = select(SubscriberRow).order_by(SubscriberRow.id)
-    if statuses:
-        query = query.where(SubscriberRow.status.in_(list(statuses)))
-    with Session(engine) as session:
-        return [to_subscriber(row) for row in session.scalars(query)]
-
-
-def iter_active(engine: Engine, *, batch: int = 5000) -> Iterator[list[Subscriber]]:
-    """Active subscribers in id order, a batch at a time (bounded memory at any scale)."""
-    for rows in _active_rows(engine, list(_TABLE.c), batch):
-        yield [to_subscriber(row) for row in rows]
-
-
-def _active_rows(
-    engine: Engine, columns: Sequence[ColumnElement[Any]], batch: int
-) -> Iterator[list[Row[Any]]]:
-    """The active readers' rows (these columns and status), plain rows rather than ORM objects.
-
-    Walks the primary key and leaves the others out in Python: a status filter in SQL lets
-    PostgreSQL pick the status index when its statistics are stale (right after a big import),
-    and then every batch reads the whole table (1M readers: minutes instead of seconds).
-    """
-    table, last = _TABLE, 0
-    query = (
-        select(*columns, table.c.status.label("_status"))
-        .where(table.c.id > bindparam("last"))
-        .order_by(table.c.id)
-        .limit(batch)
-    )
-    while True:
-        with engine.connect() as connection:
-            rows = cast(Sequence[Row[Any]], connection.execute(query, {"last": last}).all())
-        if not rows:
-            return
-        last = rows[-1].id
-        active = [row for row in rows if row._status == SubscriberStatus.ACTIVE]
-        if active:
-            yield active
-
-
 @dataclass(frozen=True, slots=True)
 class Timing:
     """When an active reader wants their digest: all that planning reads of them."""
@@ -546,66 +590,3 @@ class Timing:
     send_weekday: int = 0
     created_at: datetime | None = None
     confirmed_at: datetime | None = None
-
-
-def iter_timings(engine: Engine, *, batch: int = 5000) -> Iterator[list[Timing]]:
-    """The timing of every active reader in id order, a batch at a time (what planning needs)."""
-    table = _TABLE
-    columns = (
-        table.c.id,
-        table.c.timezone,
-        table.c.send_hour,
-        table.c.frequency,
-        table.c.channels,
-        table.c.send_weekday,
-        table.c.created_at,
-        table.c.confirmed_at,
-    )
-    for rows in _active_rows(engine, columns, batch):
-        yield [
-            Timing(
-                row.id,
-                row.timezone,
-                row.send_hour,
-                row.frequency,
-                tuple(row.channels or ()),
-                row.send_weekday,
-                row.created_at,
-                row.confirmed_at,
-            )
-            for row in rows
-        ]
-
-
-def count_subscribers(engine: Engine) -> dict[str, int]:
-    """Subscribers per status."""
-    query = select(SubscriberRow.status, func.count()).group_by(SubscriberRow.status)
-    with Session(engine) as session:
-        return {status: count for status, count in session.execute(query)}
-
-
-def subscribers_by_ids(engine: Engine, ids: Sequence[int]) -> dict[int, Subscriber]:
-    """Subscribers by id (unknown ids are left out)."""
-    wanted = list(set(ids))
-    found: dict[int, Subscriber] = {}
-    with Session(engine) as session:
-        for start in range(0, len(wanted), 500):
-            query = select(SubscriberRow).where(SubscriberRow.id.in_(wanted[start : start + 500]))
-            for row in session.scalars(query):
-                found[row.id] = to_subscriber(row)
-    return found
-
-
-def purge_unconfirmed(engine: Engine, *, before: datetime) -> int:
-    """Delete sign-ups made before `before` that were never confirmed (their link has expired);
-    returns how many. A reader who was once active keeps their row whatever their status."""
-    with transaction(engine) as session:
-        result = session.execute(
-            delete(SubscriberRow).where(
-                SubscriberRow.status == SubscriberStatus.PENDING,
-                SubscriberRow.confirmed_at.is_(None),
-                SubscriberRow.created_at < before,
-            )
-        )
-        # A DELETE gives a CursorResult; Session.execute is typed as returning any Result.
-        return cast(CursorResult[Any], result).rowcount or 0

@@ -8,7 +8,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from digest import pipeline, ranking, store, urls
+from digest import pipeline, ranking, urls
 from digest.models import SubscriberStatus
 from digest.web.feedcache import SEARCH_CACHE_SECONDS, etag_of
 from digest.web.limits import RETRY_AFTER_SECONDS, Busy
@@ -37,7 +37,7 @@ async def feed(request: Request) -> Response:
 
 def private_feed(site: Site, token: str, kind: str) -> bytes | None:
     """A subscriber's private feed document, or None for an unknown, rotated or ended token."""
-    subscriber = store.subscriber_by_feed_token(site.ctx.engine, token)
+    subscriber = site.ctx.store.subscribers.by_feed_token(token)
     if subscriber is None or subscriber.status == SubscriberStatus.UNSUBSCRIBED:
         return None
     return pipeline.reader_feed(site.ctx, subscriber, kind)

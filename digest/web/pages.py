@@ -124,7 +124,7 @@ def start_subscription(
         log.info("subscribe: per-domain limit reached; no mail sent")
         return "domain-limit"
     try:
-        existing: Subscriber | None = store.get_subscriber(ctx.engine, email=state.email)
+        existing: Subscriber | None = ctx.store.subscribers.get(email=state.email)
     except store.UnknownSubscriber:
         existing = None
     if existing is not None and existing.status == SubscriberStatus.ACTIVE:
@@ -132,8 +132,8 @@ def start_subscription(
         assert existing.id is not None
         ctx.store.mails.queue(existing.id, store.MailKind.ALREADY_SUBSCRIBED, now=now)
         return existing
-    subscriber, _ = store.add_subscriber(
-        ctx.engine, state.email, state.preferences, confirmed=False, now=now, send_confirmation=True
+    subscriber, _ = ctx.store.subscribers.add(
+        state.email, state.preferences, confirmed=False, now=now, send_confirmation=True
     )
     return subscriber
 
@@ -172,8 +172,7 @@ async def confirm(request: Request) -> Response:
         return site.message(request, "Please try again", refused, status_code=403)
     ctx = site.ctx
     done = await run_in_threadpool(
-        partial(store.confirm_subscriber, link=data.link),
-        ctx.engine,
+        partial(ctx.store.subscribers.confirm, link=data.link),
         data.subscriber_id,
         data.version,
         now=ctx.now(),
@@ -186,7 +185,7 @@ async def confirm(request: Request) -> Response:
             "Every digest carries a link to your preferences.",
             status_code=410,
         )
-    subscriber = await run_in_threadpool(store.get_subscriber, ctx.engine, id=data.subscriber_id)
+    subscriber = await run_in_threadpool(ctx.store.subscribers.get, id=data.subscriber_id)
     return site.page(
         request, "confirmed.html", {"subscriber": subscriber, "links": ctx.links(subscriber)}
     )
@@ -220,11 +219,11 @@ async def preferences(request: Request) -> Response:
     action = form.get("action", "save")
     assert subscriber.id is not None
     if action == "rotate_feed":
-        await run_in_threadpool(store.rotate_feed_token, site.ctx.engine, subscriber.id)
+        await run_in_threadpool(site.ctx.store.subscribers.rotate_feed_token, subscriber.id)
         return RedirectResponse(f"{request.url.path}?rotated=1", status_code=303)
     if action == "sign_out":
         # A forwarded digest or a shared link loses its power; the reader moves to the new page.
-        renewed = await run_in_threadpool(store.sign_out_links, site.ctx.engine, subscriber.id)
+        renewed = await run_in_threadpool(site.ctx.store.subscribers.sign_out_links, subscriber.id)
         new_page = site.ctx.links(renewed).preferences
         return RedirectResponse(f"{new_page}?signed_out=1", status_code=303)
     if action == "undo":
@@ -243,7 +242,7 @@ async def preferences(request: Request) -> Response:
         )
     assert state.preferences is not None
     await run_in_threadpool(
-        store.update_preferences, site.ctx.engine, subscriber.id, state.preferences
+        site.ctx.store.subscribers.update_preferences, subscriber.id, state.preferences
     )
     return RedirectResponse(f"{request.url.path}?saved=1", status_code=303)
 
@@ -320,13 +319,13 @@ async def unsubscribe(request: Request) -> Response:
     ctx = site.ctx
     if form.get("List-Unsubscribe") == "One-Click":
         # RFC 8058: the mail provider posts this without cookies; the signed URL is the proof.
-        await run_in_threadpool(store.unsubscribe, ctx.engine, id=subscriber.id, now=ctx.now())
+        await run_in_threadpool(ctx.store.subscribers.unsubscribe, id=subscriber.id, now=ctx.now())
         return PlainTextResponse("You are unsubscribed.\n")
     refused = site.csrf.check(request, form)
     if refused:
         return site.message(request, "Please try again", refused, status_code=403)
     changed = await run_in_threadpool(
-        partial(store.unsubscribe, goodbye=True), ctx.engine, id=subscriber.id, now=ctx.now()
+        partial(ctx.store.subscribers.unsubscribe, goodbye=True), id=subscriber.id, now=ctx.now()
     )
     response = site.page(request, "unsubscribed.html", {"subscriber": subscriber})
     if changed:
@@ -365,7 +364,7 @@ def find_subscriber(site: Site, data: TokenData, scope: Scope) -> Subscriber:
     out (their link secret changed since). An unsubscribe link keeps answering a reader who is
     unsubscribed, so a mail provider's repeated one-click POST still gets its 200."""
     try:
-        subscriber = store.get_subscriber(site.ctx.engine, id=data.subscriber_id)
+        subscriber = site.ctx.store.subscribers.get(id=data.subscriber_id)
     except store.UnknownSubscriber:
         raise BadLink("This link no longer leads anywhere.") from None
     if hmac.compare_digest(subscriber.link_secret.encode(), data.link.encode()):
