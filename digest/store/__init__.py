@@ -52,21 +52,24 @@ from digest.store.subscribers import (
 class Store:
     """The database as one object: an engine and one attribute per queue or table family.
 
-    `deliveries` and `mails` are the two queues (store/queue.py's state machine); `digests` the
-    composed digests. Other families are still module functions taking the engine.
+    `deliveries` and `mails` are the two queues (store/queue.py's state machine), `digests` the
+    composed digests; the others are the readers, papers, sources, profile changes, the meta
+    values, rate limits, retention and the operator's overview. Engine-level work (opening,
+    migrating, checking, copying a database) stays in module functions.
     """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.deliveries = Deliveries(engine)
-        self.digests = Digests(engine)
         self.mails = Mails(engine)
+        self.digests = Digests(engine)
         self.subscribers = Subscribers(engine)
         self.papers = Papers(engine)
         self.sources = Sources(engine)
         self.profile_changes = ProfileChanges(engine)
-        self.retention = Retention(engine)
+        self.meta = Meta(engine)
         self.rate_limits = RateLimits(engine)
+        self.retention = Retention(engine)
         self.overview = Overview(engine)
         self.meta = Meta(engine)
 
