@@ -303,17 +303,17 @@ def test_an_address_with_accents_before_the_at_is_refused_clearly(live_site: Liv
 
 
 def test_unconfirmed_sign_ups_are_purged_after_the_link_expires(live_site: LiveSite) -> None:
-    engine, now = live_site.ctx.engine, live_site.ctx.now()
+    readers, now = live_site.ctx.store.subscribers, live_site.ctx.now()
     prefs = store.Preferences(keywords="diffusion")
-    store.Store(engine).subscribers.add("old@example.org", prefs, confirmed=False, now=now)
-    store.Store(engine).subscribers.add("kept@example.org", prefs, confirmed=True, now=now)
+    readers.add("old@example.org", prefs, confirmed=False, now=now)
+    readers.add("kept@example.org", prefs, confirmed=True, now=now)
     later = now + timedelta(days=live_site.ctx.settings.web.token_max_age_days + 1)
-    store.Store(engine).subscribers.add("new@example.org", prefs, confirmed=False, now=later)
+    readers.add("new@example.org", prefs, confirmed=False, now=later)
 
-    purged = store.Store(engine).subscribers.purge_unconfirmed(before=later - timedelta(days=7))
+    purged = readers.purge_unconfirmed(before=later - timedelta(days=7))
 
     assert purged == 1
-    emails = {s.email for s in store.Store(engine).subscribers.all()}
+    emails = {s.email for s in readers.all()}
     assert emails == {"kept@example.org", "new@example.org"}
 
 
@@ -370,13 +370,11 @@ def test_unsubscribing_signs_old_links_out_and_one_click_stays_idempotent(
 
 
 def test_a_reused_id_never_opens_the_newcomers_pages(live_site: LiveSite) -> None:
-    engine, now = live_site.ctx.engine, live_site.ctx.now()
+    readers, now = live_site.ctx.store.subscribers, live_site.ctx.now()
     prefs = store.Preferences(keywords="diffusion")
-    gone, _ = store.Store(engine).subscribers.add(
-        "gone@example.org", prefs, confirmed=False, now=now
-    )
+    gone, _ = readers.add("gone@example.org", prefs, confirmed=False, now=now)
     stale = live_site.ctx.links(gone)
-    assert store.Store(engine).subscribers.purge_unconfirmed(before=now + timedelta(seconds=1)) == 1
+    assert readers.purge_unconfirmed(before=now + timedelta(seconds=1)) == 1
     newcomer = active_reader(live_site, "newcomer@example.org")
     with live_site.client() as client:
         assert client.get(stale.preferences).status_code == 400
