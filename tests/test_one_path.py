@@ -81,6 +81,20 @@ def sign_up_while_the_relay_hiccups(
     return ctx
 
 
+def cli_on(relay: Relay, make_settings: Any, config_file: Path) -> Any:
+    """`digest --config FILE ...` against the test relay, as an operator runs it."""
+    text = config_file.read_text()
+    config_file.write_text(
+        text.replace(f"port = {make_settings().smtp.port}", f"port = {relay.port}")
+    )
+    runner = CliRunner()
+
+    def digest(*args: str) -> Any:
+        return runner.invoke(main, ["--config", str(config_file), *args])
+
+    return digest
+
+
 def titles_in(message: Any) -> str:
     return message.get_body(preferencelist=("plain",)).get_content()
 
@@ -183,29 +197,14 @@ def test_a_relay_refusing_everyone_for_its_own_reasons_stops_the_run_and_blames_
 def test_the_cli_says_what_to_fix_and_exits_1_when_the_relay_refuses_us(
     relay: Relay, make_settings: Any, config_file: Path
 ) -> None:
-    text = config_file.read_text()
-    config_file.write_text(
-        text.replace(f"port = {make_settings().smtp.port}", f"port = {relay.port}")
-    )
-    runner = CliRunner()
+    digest = cli_on(relay, make_settings, config_file)
     assert (
-        runner.invoke(
-            main,
-            [
-                "--config",
-                str(config_file),
-                "subscribe",
-                "a@uni.example",
-                "--keywords",
-                "diffusion",
-                "--confirmed",
-            ],
-        ).exit_code
+        digest("subscribe", "a@uni.example", "--keywords", "diffusion", "--confirmed").exit_code
         == 0
     )
     relay.rules["a@uni.example"] = Rule("550 5.7.1 Relay access denied")
 
-    result = runner.invoke(main, ["--config", str(config_file), "-q", "run"])
+    result = digest("-q", "run")
 
     assert result.exit_code == 1
     assert "5.7.1" in result.output and "Nothing was lost" in result.output
@@ -214,34 +213,25 @@ def test_the_cli_says_what_to_fix_and_exits_1_when_the_relay_refuses_us(
 def test_the_dry_run_lists_exactly_what_the_run_then_sends(
     relay: Relay, make_settings: Any, config_file: Path
 ) -> None:
-    text = config_file.read_text()
-    config_file.write_text(
-        text.replace(f"port = {make_settings().smtp.port}", f"port = {relay.port}")
-    )
-    runner = CliRunner()
-    base = ["--config", str(config_file)]
-    assert runner.invoke(main, [*base, "fetch"]).exit_code == 0
+    digest = cli_on(relay, make_settings, config_file)
+    assert digest("fetch").exit_code == 0
     for i in range(30):
         interest = INTERESTS[i % len(INTERESTS)]
         channels = ["--channels", "email"] if i % 3 == 0 else []
-        result = runner.invoke(
-            main,
-            [
-                *base,
-                "subscribe",
-                f"r{i}@lab.example",
-                "--keywords",
-                interest,
-                "--confirmed",
-                "--max-papers",
-                str(2 + i % 9),
-                *channels,
-            ],
+        result = digest(
+            "subscribe",
+            f"r{i}@lab.example",
+            "--keywords",
+            interest,
+            "--confirmed",
+            "--max-papers",
+            str(2 + i % 9),
+            *channels,
         )
         assert result.exit_code == 0, result.output
 
-    dry = runner.invoke(main, [*base, "run", "--dry-run", "--no-fetch", "--format", "json"])
-    real = runner.invoke(main, [*base, "run", "--no-fetch", "--format", "json"])
+    dry = digest("run", "--dry-run", "--no-fetch", "--format", "json")
+    real = digest("run", "--no-fetch", "--format", "json")
 
     assert dry.exit_code == 0 and real.exit_code == 0, (dry.output, real.output)
     previewed = {
