@@ -111,17 +111,10 @@ def matched_masks(
     full_bits: np.ndarray,
 ) -> np.ndarray:
     """Per result, a bit per term of its profile: did that term fully match the paper."""
-    if not len(rows):
-        return np.empty(0, np.int64)
-    counts = term_ptr[rows + 1] - term_ptr[rows]
-    pair = np.repeat(np.arange(len(rows)), counts)
-    first = np.repeat(term_ptr[rows], counts)
-    ordinal = np.arange(len(pair)) - np.repeat(np.cumsum(counts) - counts, counts)
-    unit = term_unit[first + ordinal]
+    pair, ordinal, unit, counts = _result_terms(rows, term_ptr, term_unit)
     paper = papers[pair].astype(np.int64)
     hit = (full_bits[unit, paper >> 3] >> (7 - (paper & 7)).astype(np.uint8)) & 1
-    bits = np.where(hit.astype(bool), np.left_shift(np.int64(1), ordinal), 0)
-    return np.add.reduceat(bits, np.cumsum(counts) - counts)
+    return _masks(hit.astype(bool), ordinal, counts)
 
 
 def touched_masks(
@@ -133,17 +126,27 @@ def touched_masks(
 ) -> np.ndarray:
     """Per result, a bit per term of its profile: did that term count for the paper at all (in
     part too). Looked up in the unit matrix itself; meant for the few partial results."""
-    if not len(rows):
-        return np.empty(0, np.int64)
+    pair, ordinal, unit, counts = _result_terms(rows, term_ptr, term_unit)
+    hit = np.asarray(u[unit, papers[pair].astype(np.int64)]).ravel() > 0
+    return _masks(hit, ordinal, counts)
+
+
+def _result_terms(
+    rows: np.ndarray, term_ptr: np.ndarray, term_unit: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each (result, term of its profile) pair, flat: the result's index, the term's ordinal in
+    its profile, the term's unit, and how many terms each result has."""
     counts = term_ptr[rows + 1] - term_ptr[rows]
     pair = np.repeat(np.arange(len(rows)), counts)
     first = np.repeat(term_ptr[rows], counts)
     ordinal = np.arange(len(pair)) - np.repeat(np.cumsum(counts) - counts, counts)
-    unit = term_unit[first + ordinal]
-    hit = np.asarray(u[unit, papers[pair].astype(np.int64)]).ravel() > 0
+    return pair, ordinal, term_unit[first + ordinal], counts
+
+
+def _masks(hit: np.ndarray, ordinal: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The flat hits folded into one bit mask per result (0 for a result without terms)."""
     bits = np.where(hit, np.left_shift(np.int64(1), ordinal), 0)
-    starts = np.cumsum(counts) - counts
-    out = np.zeros(len(rows), np.int64)
+    out = np.zeros(len(counts), np.int64)
     nonempty = counts > 0
-    out[nonempty] = np.add.reduceat(bits, starts[nonempty])
+    out[nonempty] = np.add.reduceat(bits, (np.cumsum(counts) - counts)[nonempty])
     return out
