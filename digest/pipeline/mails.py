@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from digest import store
 from digest.deliver.transport import Envelope, RelayError, SendResult, Transport
@@ -101,14 +101,14 @@ def _send_claims(
     return sent, len(results) - sent
 
 
-def _stale(claim: store.MailClaim, subscriber: Subscriber | None, oldest: object) -> str | None:
+def _stale(claim: store.MailClaim, subscriber: Subscriber | None, oldest: datetime) -> str | None:
     """Why a queued mail should no longer go out (None: send it)."""
     if subscriber is None:
         return "the reader is gone"
     if claim.kind == store.MailKind.CONFIRMATION:
         if subscriber.status != SubscriberStatus.PENDING:
             return f"no longer needed: the reader is {subscriber.status}"
-        if claim.created_at < oldest:  # type: ignore[operator]
+        if claim.created_at < oldest:
             return "the confirmation link would have expired; the reader can sign up again"
     if claim.kind == store.MailKind.GOODBYE and subscriber.status != SubscriberStatus.UNSUBSCRIBED:
         return "no longer needed: the reader subscribed again"

@@ -9,7 +9,7 @@ lists is what the run then sends.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -99,7 +99,7 @@ def run(
     transport: Transport | None = None,
     progress: Progress | None = None,
     listener: Listener | None = None,
-    on_start: Any = None,
+    on_start: Callable[[RunReport], None] | None = None,
 ) -> RunReport:
     """Fetch (optionally), then plan and send the day's digests; dry, preview them instead.
 
@@ -112,8 +112,9 @@ def run(
     if on_start is not None:
         on_start(report)
     listeners = [f for f in (listener, _preview_writer(ctx, out)) if f is not None]
-    report.sent = SendReport(listener=_fan_out(listeners))
+    each = _fan_out(listeners)
     if dry_run:
+        report.sent = SendReport(listener=each)
         _dry_run(ctx, day, report)
         log_run(report)
         return report
@@ -123,8 +124,7 @@ def run(
     except RelayError as exc:
         log.warning("queued mails stay queued: %s", exc)
     report.planned = plan(ctx, digest_date=day)
-    sent = send_pending(ctx, transport, progress=progress, listener=report.sent.listener)
-    report.sent = sent
+    report.sent = send_pending(ctx, transport, progress=progress, listener=each)
     log_run(report)
     return report
 
@@ -141,11 +141,11 @@ def log_run(report: RunReport) -> None:
         sum(1 for f in report.fetched if f.status == "failed"),
         sum(f.new for f in report.fetched),
         report.planned,
-        readers["would send" if report.dry_run else "sent"],
+        readers[Outcome.WOULD_SEND if report.dry_run else Outcome.SENT],
         "would get mail" if report.dry_run else "sent",
-        readers["empty"],
-        readers["failed"],
-        readers["pending"],
+        readers[Outcome.EMPTY],
+        readers[Outcome.FAILED],
+        readers[Outcome.RETRY],
         *report.mails,
     )
 
