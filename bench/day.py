@@ -403,6 +403,15 @@ class Child:
         return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, status
 
 
+def profiled(command: list[str], output: str | None) -> list[str]:
+    """The command under `py-spy record` (with its child processes) when a profile is asked for."""
+    if not output:
+        return command
+    spy = shutil.which("py-spy") or sys.exit("--profile needs py-spy: pip install py-spy")
+    head = [spy, "record", "--subprocesses", "--rate", "200", "--format", "raw", "-o", output]
+    return [*head, "--", *command]
+
+
 def measure(name: str, commands: list[list[str]], env: dict[str, str], log: Path) -> Measured:
     """Run the commands at once and wait for all; a failure stops the bench with its log."""
     started = time.perf_counter()
@@ -546,6 +555,11 @@ def main() -> None:
     )
     parser.add_argument("--no-floor", action="store_true", help="skip the bare aiosmtplib floor")
     parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="record the run (SQLite) or the workers with py-spy into FILE (collapsed stacks)",
+    )
     args = parser.parse_args()
     rng = random.Random(args.seed)
     digest = shutil.which("digest") or sys.exit("install the project first: pip install -e .")
@@ -592,7 +606,10 @@ def main() -> None:
             before = sink.bytes_read()
             if args.database == "sqlite":
                 send = measure(
-                    "digest -q run --no-fetch", [[digest, "-q", "run", "--no-fetch"]], env, log
+                    "digest -q run --no-fetch",
+                    [profiled([digest, "-q", "run", "--no-fetch"], args.profile)],
+                    env,
+                    log,
                 )
                 print(send.line(), flush=True)
             else:
@@ -603,7 +620,12 @@ def main() -> None:
                     return
                 send = measure(
                     f"{args.workers} x digest worker --once",
-                    [[digest, "worker", "--once"]] * args.workers,
+                    [
+                        profiled(
+                            [digest, "worker", "--once"], args.profile and f"{args.profile}.{k}"
+                        )
+                        for k in range(args.workers)
+                    ],
                     env,
                     log,
                 )

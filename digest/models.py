@@ -79,6 +79,11 @@ class Paper:
     affiliations: tuple[str, ...] = ()
     """One per author ("" where the feed named none), or empty when the feed named none at all."""
 
+    def __hash__(self) -> int:
+        # Papers key the render and snippet caches, hashed once per reader per paper: by key
+        # alone (equal papers share it) instead of every field, abstract and author tuple included.
+        return hash(self.key)
+
 
 def merge_papers(old: Paper, new: Paper) -> Paper:
     """The better of two records of one paper, field by field (never empty over filled).

@@ -344,16 +344,12 @@ def test_a_run_that_prepares_in_a_second_process_sends_the_same_digests(
         )
     day = ctx.now().date()
     dry = pipeline.run(ctx, fetch_first=False, dry_run=True, digest_date=day)
-    previewed = {
-        o.email: [m.paper.key for m in o.digest.matches] if o.digest else [] for o in dry.rows
-    }
+    previewed = {o.email: [p.key for p in o.papers] for o in dry.rows}
 
     report = pipeline.run(ctx, fetch_first=False, digest_date=day)
 
     assert report.sent.total == 14  # one row per reader, each with both channels
-    sent = {
-        o.email: [m.paper.key for m in o.digest.matches] if o.digest else [] for o in report.rows
-    }
+    sent = {o.email: [p.key for p in o.papers] for o in report.rows}
     assert sent == previewed
     emails = [e for e, keys in sent.items() if keys]
     assert relay.copies() == {e: 1 for e in emails}

@@ -127,11 +127,11 @@ def print_run_table(report: pipeline.RunReport) -> None:
     table.add_column("Papers", justify="right")
     table.add_column("Top paper (matched terms)", overflow="fold")
     for outcome in report.rows:
-        matches = outcome.digest.matches if outcome.digest else ()
+        matches = outcome.papers
         top = ""
         if matches:
             best = matches[0]
-            top = best.paper.title[:90]
+            top = best.title[:90]
             if best.matched:
                 top += f"  [{', '.join(best.matched)}]"
         elif outcome.error:

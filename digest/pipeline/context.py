@@ -86,9 +86,9 @@ class Context:
         """The DKIM signer, when the operator configured one."""
         return DkimSigner.from_settings(self.settings.email)
 
-    @property
+    @cached_property
     def sender(self) -> str:
-        """The envelope sender (bounces go here)."""
+        """The envelope sender (bounces go here); parsed once, it is on every message."""
         return parseaddr(self.settings.email.from_)[1]
 
     @cached_property

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from digest.models import Channel, Digest
 
@@ -34,6 +34,26 @@ Key = tuple[int, date]
 """(subscriber id, digest date)."""
 
 
+class SentPaper(NamedTuple):
+    """A paper of a digest as the run's table and JSON list it (small: it crosses processes)."""
+
+    key: str
+    title: str
+    url: str
+    score: float
+    matched: tuple[str, ...]
+
+
+def sent_papers(digest: Digest | None) -> tuple[SentPaper, ...]:
+    """The digest's recommended papers, best first, as the run reports them."""
+    if digest is None:
+        return ()
+    return tuple(
+        SentPaper(m.paper.key, m.paper.title, m.paper.url, float(m.score), tuple(m.matched))
+        for m in digest.matches
+    )
+
+
 @dataclass
 class ReaderOutcome:
     """What became of one reader's digest for one day, on each of its channels."""
@@ -42,7 +62,9 @@ class ReaderOutcome:
     digest_date: date
     channels: dict[str, str] = field(default_factory=dict)
     """channel -> status ("sent", "pending" to retry, "failed", "empty"; dry: "would send")."""
+    papers: tuple[SentPaper, ...] = ()
     digest: Digest | None = None
+    """The whole digest, when this process prepared it (a preparer process sends `papers` only)."""
     error: str | None = None
 
     @property
@@ -59,7 +81,14 @@ Listener = Callable[[ReaderOutcome], None]
 class Tally(Protocol):
     """What preparing a batch tells the report: the readers to expect, each channel's outcome."""
 
-    def expect(self, key: Key, email: str, channels: set[str], digest: Digest | None) -> None: ...
+    def expect(
+        self,
+        key: Key,
+        email: str,
+        channels: set[str],
+        digest: Digest | None,
+        papers: tuple[SentPaper, ...] | None = None,
+    ) -> None: ...
 
     def settle(
         self, key: Key, channel: str, status: str, error: str | None = None, *, email: str = "?"
@@ -81,13 +110,23 @@ class SendReport:
         self._open: dict[Key, tuple[ReaderOutcome, set[str]]] = {}
         self._lock = threading.Lock()
 
-    def expect(self, key: Key, email: str, channels: set[str], digest: Digest | None) -> None:
-        """A reader whose channels in this batch will each get an outcome."""
+    def expect(
+        self,
+        key: Key,
+        email: str,
+        channels: set[str],
+        digest: Digest | None,
+        papers: tuple[SentPaper, ...] | None = None,
+    ) -> None:
+        """A reader whose channels in this batch will each get an outcome; `papers` stands in
+        for a digest prepared in another process."""
         with self._lock:
             if key in self._open:
                 self._open[key][1].update(channels)
                 return
-            self._open[key] = (ReaderOutcome(email, key[1], digest=digest), set(channels))
+            listed = sent_papers(digest) if papers is None else papers
+            outcome = ReaderOutcome(email, key[1], papers=listed, digest=digest)
+            self._open[key] = (outcome, set(channels))
 
     def settle(
         self, key: Key, channel: str, status: str, error: str | None = None, *, email: str = "?"

@@ -78,13 +78,13 @@ def outcome_json(outcome: ReaderOutcome) -> dict[str, Any]:
         "error": outcome.error,
         "papers": [
             {
-                "key": m.paper.key,
-                "title": m.paper.title,
-                "url": m.paper.url,
-                "score": round(float(m.score), 4),
-                "matched": list(m.matched),
+                "key": p.key,
+                "title": p.title,
+                "url": p.url,
+                "score": round(p.score, 4),
+                "matched": list(p.matched),
             }
-            for m in (outcome.digest.matches if outcome.digest else ())
+            for p in outcome.papers
         ],
     }
 
@@ -124,7 +124,9 @@ def run(
     except RelayError as exc:
         log.warning("queued mails stay queued: %s", exc)
     report.planned = plan(ctx, digest_date=day)
-    report.sent = send_pending(ctx, transport, progress=progress, listener=each)
+    report.sent = send_pending(
+        ctx, transport, progress=progress, listener=each, whole_digests=out is not None
+    )
     log_run(report)
     return report
 

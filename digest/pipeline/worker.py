@@ -38,7 +38,7 @@ from digest.deliver.transport import RelayError, SendResult, Transport
 from digest.pipeline.batch import Prepare, Prepared, prepare_batch
 from digest.pipeline.context import Context, Progress, run_sync
 from digest.pipeline.health import note_relay, observe_sending
-from digest.pipeline.preparer import Claimer, Preparers, preparer_count
+from digest.pipeline.preparer import Claimer, Preparers, limit_malloc_arenas, preparer_count
 from digest.pipeline.recorder import Recorder
 from digest.pipeline.report import Listener, SendReport
 
@@ -101,20 +101,31 @@ def send_pending(
     prepare: Prepare | None = None,
     listener: Listener | None = None,
     stop: threading.Event | None = None,
+    whole_digests: bool = False,
 ) -> SendReport:
     """Claim, compose, render and send pending deliveries until none is left (one batch when False).
+
+    `whole_digests`: the listener needs each whole Digest (`--out` renders files from it), so
+    batches are prepared in this process, where the digests are.
 
     Each row becomes sent once the relay answers 250 to its DATA, committed within a few
     milliseconds; see the module docstring for what a crash can cost. Once `stop` is set no
     further batch is taken: the batch being sent finishes, claimed unsent rows are given back.
     """
     owner = owner or worker_id()
+    limit_malloc_arenas()
     report = SendReport(listener=listener)
     with sender_lock(ctx) as alone:
         report.released = take_back_leases(ctx, ctx.store.deliveries, every_lease=alone)
         _ = ctx.renderer  # compile templates before the first claim: a broken one sends nothing
         sender = _Sender(
-            ctx, transport or ctx.transport(), owner, prepare or prepare_batch, progress, report
+            ctx,
+            transport or ctx.transport(),
+            owner,
+            prepare or prepare_batch,
+            progress,
+            report,
+            in_process=whole_digests,
         )
         sender.stop = stop
         started = time.perf_counter()
@@ -142,12 +153,14 @@ class _Sender:
         prepare: Prepare,
         progress: Progress | None,
         report: SendReport,
+        *,
+        in_process: bool = False,
     ) -> None:
         self.ctx, self.transport, self.owner = ctx, transport, owner
         self.progress, self.report = progress, report
         self.claimer = Claimer(ctx, owner, prepare)
         self.preparer: Preparers | None = None
-        count = preparer_count(ctx, prepare, default=prepare_batch)
+        count = 0 if in_process else preparer_count(ctx, prepare, default=prepare_batch)
         if count:
             self.preparer = Preparers(ctx, owner, count)
         self.connections = getattr(getattr(transport, "settings", None), "connections", 1)

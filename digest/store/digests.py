@@ -153,33 +153,31 @@ class Digests:
         insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
         by_unit = {(c.subscriber_id, c.digest_date): c for c in compositions}
         kept: dict[Unit, Composition] = {}
+        # One statement for every batch: executed with a list of rows, SQLAlchemy batches them
+        # into multi-row INSERT ... RETURNING ("insertmanyvalues") from one cached compilation.
+        statement = (
+            insert(_digests)
+            .on_conflict_do_nothing(index_elements=["subscriber_id", "digest_date"])
+            .returning(_digests.c.id, _digests.c.subscriber_id, _digests.c.digest_date)
+        )
+        rows = [
+            {
+                "subscriber_id": c.subscriber_id,
+                "digest_date": c.digest_date,
+                "since": c.since,
+                "until": c.until,
+                "empty": c.empty,
+                "fallback": c.fallback,
+                "failed_sources": [
+                    {"name": name, "error": error} for name, error in c.failed_sources
+                ],
+                "composed_at": now,
+            }
+            for c in compositions
+        ]
         with self.engine.begin() as connection:
-            for start in range(0, len(compositions), CHUNK):
-                chunk = compositions[start : start + CHUNK]
-                statement = (
-                    insert(_digests)
-                    .values(
-                        [
-                            {
-                                "subscriber_id": c.subscriber_id,
-                                "digest_date": c.digest_date,
-                                "since": c.since,
-                                "until": c.until,
-                                "empty": c.empty,
-                                "fallback": c.fallback,
-                                "failed_sources": [
-                                    {"name": name, "error": error}
-                                    for name, error in c.failed_sources
-                                ],
-                                "composed_at": now,
-                            }
-                            for c in chunk
-                        ]
-                    )
-                    .on_conflict_do_nothing(index_elements=["subscriber_id", "digest_date"])
-                    .returning(_digests.c.id, _digests.c.subscriber_id, _digests.c.digest_date)
-                )
-                for digest_id, subscriber_id, day in connection.execute(statement):
+            if rows:
+                for digest_id, subscriber_id, day in connection.execute(statement, rows):
                     unit = (subscriber_id, _day(day))
                     kept[unit] = _with_id(by_unit[unit], digest_id)
             _insert_items(connection, list(kept.values()))
