@@ -205,7 +205,8 @@ def serve_metrics(ctx: pipeline.Context, port: int | None, host: str) -> None:
 @metrics_options
 @handle_errors
 def worker(once: bool, poll: float, metrics_port: int | None, metrics_host: str) -> None:
-    """Send pending digests; run as many workers as you like against one PostgreSQL database.
+    """Send pending digests; run as many workers as you like against one PostgreSQL database
+    (one per core on each machine).
 
     SIGTERM or SIGINT lets the messages in flight finish, gives the other claims back and exits 0.
     """
@@ -219,7 +220,8 @@ def worker(once: bool, poll: float, metrics_port: int | None, metrics_host: str)
     with stop_on_signals() as stop:
         while not stop.is_set():
             pipeline.send_queued_mails(ctx)
-            report = pipeline.send_pending(ctx, owner=owner, stop=stop)
+            # One worker is one process: run one per core (prepare_process = "always" fans out).
+            report = pipeline.send_pending(ctx, owner=owner, stop=stop, fan_out=False)
             if report.total:
                 log.info(
                     "readers: sent %d, empty %d, failed %d, to retry %d",

@@ -176,15 +176,21 @@ class Claimer:
 MAX_PREPARERS = 4
 
 
-def preparer_count(ctx: Context, prepare: Prepare, *, default: Prepare) -> int:
+def preparer_count(
+    ctx: Context, prepare: Prepare, *, default: Prepare, fan_out: bool = True
+) -> int:
     """How many preparer processes to start: the setting, the cores, and enough work to share.
 
     Preparing a digest costs several times what sending it does, so on a machine with n cores
-    n preparers keep the sender fed (the sender itself needs less than half a core).
+    n preparers keep the sender fed (the sender itself needs less than half a core). "auto"
+    fans out only the one sender of a run (`fan_out`): workers scale by running one per core,
+    and a worker that also started a preparer per core would share the cores k times over.
     """
     mode = ctx.settings.delivery.prepare_process
     if mode == "never" or prepare is not default or ctx.now is not utcnow:
         return 0  # a custom clock or preparation cannot cross into another process
+    if mode == "auto" and not fan_out:
+        return 0
     cores = min(os.cpu_count() or 1, MAX_PREPARERS)
     if mode == "always":
         return max(cores, 1)

@@ -102,11 +102,14 @@ def send_pending(
     listener: Listener | None = None,
     stop: threading.Event | None = None,
     whole_digests: bool = False,
+    fan_out: bool = True,
 ) -> SendReport:
     """Claim, compose, render and send pending deliveries until none is left (one batch when False).
 
     `whole_digests`: the listener needs each whole Digest (`--out` renders files from it), so
     batches are prepared in this process, where the digests are.
+    `fan_out`: with `prepare_process = "auto"`, prepare in one process per core (the one sender
+    of `digest run` and `digest schedule`); False for `digest worker`, which runs one per core.
 
     Each row becomes sent once the relay answers 250 to its DATA, committed within a few
     milliseconds; see the module docstring for what a crash can cost. Once `stop` is set no
@@ -126,6 +129,7 @@ def send_pending(
             progress,
             report,
             in_process=whole_digests,
+            fan_out=fan_out,
         )
         sender.stop = stop
         started = time.perf_counter()
@@ -155,12 +159,17 @@ class _Sender:
         report: SendReport,
         *,
         in_process: bool = False,
+        fan_out: bool = True,
     ) -> None:
         self.ctx, self.transport, self.owner = ctx, transport, owner
         self.progress, self.report = progress, report
         self.claimer = Claimer(ctx, owner, prepare)
         self.preparer: Preparers | None = None
-        count = 0 if in_process else preparer_count(ctx, prepare, default=prepare_batch)
+        count = (
+            0
+            if in_process
+            else preparer_count(ctx, prepare, default=prepare_batch, fan_out=fan_out)
+        )
         if count:
             self.preparer = Preparers(ctx, owner, count)
         self.connections = getattr(getattr(transport, "settings", None), "connections", 1)

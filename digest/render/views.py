@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -184,17 +185,21 @@ class Memo:
     def __init__(self, limit: int = 20_000, *, ascii_html: bool = False) -> None:
         self.limit = limit
         self.ascii_html = ascii_html
-        self.cache: dict[tuple[Any, ...], Any] = {}
+        self.cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 
     def __call__(self, macro: Any, *args: Any) -> Any:
         key = (macro.name, *args)
-        found = self.cache.get(key)
-        if found is None:
-            if len(self.cache) >= self.limit:
-                self.cache.clear()
-            found = macro(*args)
+        cache = self.cache
+        found = cache.get(key)
+        if found is not None:
+            cache.move_to_end(key)  # least recently used first out: popular cards stay
+            return found
+        if len(cache) >= self.limit:
+            cache.popitem(last=False)
+        found = macro(*args)
+        if found is not None:
             if self.ascii_html and not found.isascii():
                 # Character references once per card, not once per message (the part stays 7-bit).
                 found = Markup(found.encode("ascii", "xmlcharrefreplace").decode("ascii"))
-            self.cache[key] = found
+            cache[key] = found
         return found
