@@ -19,6 +19,7 @@ Readers and papers are generated as a stream, so 1,000,000 readers need no more 
     python bench/day.py --readers 20000 --papers 2000
     python bench/day.py --readers 20000 --database postgresql --workers 2
     python bench/day.py --readers 1000000 --database postgresql --plan-only
+    python bench/day.py --readers 1000000 --database postgresql --workers 2 --drain-seconds 300
 """
 
 from __future__ import annotations
@@ -412,10 +413,27 @@ def profiled(command: list[str], output: str | None) -> list[str]:
     return [*head, "--", *command]
 
 
-def measure(name: str, commands: list[list[str]], env: dict[str, str], log: Path) -> Measured:
-    """Run the commands at once and wait for all; a failure stops the bench with its log."""
+def measure(
+    name: str,
+    commands: list[list[str]],
+    env: dict[str, str],
+    log: Path,
+    stop_after: float | None = None,
+) -> Measured:
+    """Run the commands at once and wait for all; a failure stops the bench with its log.
+
+    With `stop_after`, each still running then gets SIGTERM (a worker finishes what is in flight,
+    gives the rest back and exits 0): a drain measured over a time slice.
+    """
     started = time.perf_counter()
     children = [Child(command, env, log) for command in commands]
+    if stop_after is not None:
+        timer = threading.Timer(
+            stop_after,
+            lambda: [c.process.terminate() for c in children if c.process.poll() is None],
+        )
+        timer.daemon = True
+        timer.start()
     results = [child.reap() for child in children]
     wall = time.perf_counter() - started
     for child in children:
@@ -554,6 +572,11 @@ def main() -> None:
         "--plan-only", action="store_true", help="PostgreSQL: stop after planning (no sending)"
     )
     parser.add_argument("--no-floor", action="store_true", help="skip the bare aiosmtplib floor")
+    parser.add_argument(
+        "--drain-seconds",
+        type=float,
+        help="PostgreSQL: stop the workers (SIGTERM) after this long and report the rate so far",
+    )
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument(
         "--profile",
@@ -619,7 +642,8 @@ def main() -> None:
                 if args.plan_only:
                     return
                 send = measure(
-                    f"{args.workers} x digest worker --once",
+                    f"{args.workers} x digest worker --once"
+                    + (f" (for {args.drain_seconds:g} s)" if args.drain_seconds else ""),
                     [
                         profiled(
                             [digest, "worker", "--once"], args.profile and f"{args.profile}.{k}"
@@ -628,6 +652,7 @@ def main() -> None:
                     ],
                     env,
                     log,
+                    stop_after=args.drain_seconds,
                 )
                 print(send.line(), flush=True)
             counts = _count_by_status(db_url)
