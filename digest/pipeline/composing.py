@@ -91,7 +91,6 @@ def _assemble(
         matches=tuple(matches),
         trending=trending_block,
         failed_sources=failed,
-        links=ctx.links(subscriber),
         fallback=fallback,
     )
 
