@@ -24,7 +24,7 @@ from digest.ranking.compile import BLANK, INVALID, Compiler
 from digest.ranking.corpus import Corpus, corpus_from_stems, merged_acronyms
 from digest.ranking.index import PaperIndex
 from digest.ranking.profile import MAX_PROFILE_CHARS, MAX_TERMS, ProfileError, parse_profile
-from digest.ranking.text import stems
+from digest.ranking.text import Doc, paper_doc
 from digest.ranking.topk import Scorer, matched_masks, touched_masks
 from digest.ranking.units import UnitScorer
 
@@ -62,8 +62,8 @@ class Ranking:
     entry_text: Sequence[str]
     limits: np.ndarray
     excluded: Sequence[frozenset[int]]
-    partial_floor: np.ndarray
-    """Per paper: the (boosted) score a partial match of it must reach."""
+    partial_floor: float
+    """The score (relevance x trending) a partial match must reach (see `thresholds`)."""
     timings: Mapping[str, float] = field(default_factory=dict)
     """Seconds per phase (papers, profiles, terms, matrices, top-k), for benchmarks and logs."""
 
@@ -118,10 +118,10 @@ def _matches(
     terms: list[str],
     excluded: frozenset[int],
     limit: int,
-    partial_floor: np.ndarray,
+    partial_floor: float,
 ) -> list[Match]:
     """One profile's Match list from its slice of the results: full matches best first, then the
-    partial ones that reach the stricter threshold (see `admits`)."""
+    partial ones that reach the stricter threshold (see `thresholds`)."""
     full: list[Match] = []
     partial: list[Match] = []
     if limit <= 0:
@@ -137,18 +137,23 @@ def _matches(
             full.append(Match(papers[p], score, matched))
             if len(full) >= limit:
                 break
-        elif len(partial) < limit and touch and score >= partial_floor[p]:
+        elif len(partial) < limit and touch and score >= partial_floor:
             partial.append(Match(papers[p], score, _terms_of(touch, terms), partial=True))
     return (full + partial)[:limit]
 
 
-def threshold(settings: RankingSettings, *, partial: bool) -> float:
-    """The relevance (before trending) a paper must reach to be sent: the one threshold rule.
+def thresholds(settings: RankingSettings) -> tuple[float, float]:
+    """What a paper must reach to be sent, the one threshold rule: (relevance, partial score).
 
-    Every paper needs min_score; one that matches only part of a multi-word interest also needs
-    partial_min_score, so stray words of an interest do not fill a digest.
+    Every paper's relevance (before trending) must reach min_score: upvotes never lift a paper
+    that is not relevant. A paper that matches only part of a multi-word interest must also
+    reach partial_min_score with the score the digest is ordered by (relevance x trending), so
+    stray words of an interest do not fill a digest, while a partial match that readers upvote
+    weighs as it does in the order.
     """
-    return max(settings.min_score, settings.partial_min_score if partial else 0.0, 1e-30)
+    return max(settings.min_score, 1e-30), max(
+        settings.partial_min_score, settings.min_score, 1e-30
+    )
 
 
 def _terms_of(mask: int, terms: list[str]) -> tuple[str, ...]:
@@ -201,8 +206,8 @@ def prepared(
     return units
 
 
-def _docs(papers: Sequence[Paper]) -> list[tuple[list[str], list[str]]]:
-    return [(stems(p.title), stems(p.abstract)) for p in papers]
+def _docs(papers: Sequence[Paper]) -> list[Doc]:
+    return [paper_doc(p) for p in papers]
 
 
 def trending_boost(papers: Sequence[Paper], weight: float) -> np.ndarray:
@@ -308,8 +313,7 @@ def score_batch(
     )
 
     boost = trending_boost(papers, settings.trending_weight)
-    partial_floor = np.float32(threshold(settings, partial=True)) * boost
-    floor = threshold(settings, partial=False)
+    floor, partial_floor = thresholds(settings)
     scorer = Scorer(u, q, boost, floor, int(need.max(initial=0)))
     clock.lap("matrices")
     out_counts, out_papers, out_scores, out_masks, out_touched = [], [], [], [], []
@@ -320,7 +324,7 @@ def score_batch(
         mask = matched_masks(r + start, c, term_ptr, term_unit, full_bits)
         # full matches first, partial ones only above their floor, then each row cut back to
         # what its subscribers can use: the extra depth never leaves the chunk
-        ok = (mask != 0) | (v >= partial_floor[c])
+        ok = (mask != 0) | (v >= partial_floor)
         r, c, v, mask = r[ok], c[ok], v[ok], mask[ok]
         order = np.lexsort((mask == 0, r))  # stable: scores stay in order within each group
         r, c, v, mask = r[order], c[order], v[order], mask[order]
