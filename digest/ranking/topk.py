@@ -25,7 +25,13 @@ class Scorer:
     """
 
     def __init__(
-        self, u: sp.csr_matrix, q: sp.csr_matrix, boost: np.ndarray, min_score: float, k: int
+        self,
+        u: sp.csr_matrix,
+        q: sp.csr_matrix,
+        boost: np.ndarray,
+        min_score: float,
+        k: int,
+        partial_floor: float = 0.0,
     ) -> None:
         n_papers = u.shape[1]
         self.n_papers = n_papers
@@ -54,10 +60,16 @@ class Scorer:
         self.min_boosted[:n_papers] = floor * boost
         self.trust = floor * float(boost.max(initial=1.0))
         self.floor = np.float32(floor * 0.999)
+        self.partial_floor = np.float32(partial_floor)
         self.chunk_rows = max(1, min(CHUNK_ROWS, BLOCK_BYTES // (4 * self.width)))
 
-    def top(self, start: int, stop: int, need: np.ndarray) -> tuple[np.ndarray, ...]:
-        """(row, paper, score) of the best `need[r]` papers of each profile row in the chunk."""
+    def top(
+        self, start: int, stop: int, need: np.ndarray, partial_rows: np.ndarray | None = None
+    ) -> tuple[np.ndarray, ...]:
+        """(row, paper, score) of the best `need[r]` papers of each profile row in the chunk, and
+        how many papers each row admits in all: (sure count per row, then the (row, paper) of
+        the papers over min_score but under partial_floor in the `partial_rows`, which count
+        only if some interest matches them in full: the caller knows which)."""
         n = stop - start
         s = self.q_dense[start:stop] @ self.dense if self.dense.shape[0] else None
         if s is None:
@@ -67,6 +79,16 @@ class Scorer:
             light = (self.q_sparse[start:stop] @ self.sparse).tocsr()
             light_rows = np.repeat(np.arange(n), np.diff(light.indptr))
             s[light_rows, light.indices] += light.data
+        # the count the masthead tells ("42 matched"), from the whole row, not only its top
+        counted = s >= self.min_boosted
+        if partial_rows is None or not partial_rows.any():
+            sure, weak_row, weak_col = counted.sum(axis=1), _NONE, _NONE
+        else:
+            weak = counted & (s < self.partial_floor)
+            weak &= partial_rows[:, None]
+            sure = counted.sum(axis=1) - weak.sum(axis=1)
+            flat_weak = np.flatnonzero(weak)
+            weak_row, weak_col = flat_weak // self.width, flat_weak % self.width
         maxima = s.reshape(n, self.n_blocks, self.block).max(axis=2)
         maxima.sort(axis=1)
         k = np.clip(need, 1, self.n_blocks)  # need 0 (limit 0) is handled just below
@@ -90,7 +112,31 @@ class Scorer:
         counts = np.bincount(row, minlength=n)
         starts = np.cumsum(counts) - counts
         keep = np.arange(len(row)) - starts[row] < need[row]
-        return row[keep], col[keep].astype(np.int32), val[keep].astype(np.float32)
+        return (
+            row[keep],
+            col[keep].astype(np.int32),
+            val[keep].astype(np.float32),
+            sure.astype(np.int64),
+            weak_row,
+            weak_col.astype(np.int32),
+        )
+
+    def pair_scores(self, rows: np.ndarray, papers: np.ndarray) -> np.ndarray:
+        """The (boosted) scores of a few (profile row, paper) pairs, as `top` computes them."""
+        if not len(rows):
+            return np.empty(0, np.float32)
+        total = np.zeros(len(rows), np.float64)
+        if self.dense.shape[0]:
+            total += np.asarray(
+                self.q_dense[rows].multiply(self.dense[:, papers].T).sum(axis=1)
+            ).ravel()
+        if self.sparse.nnz:
+            columns = self.sparse.tocsc()[:, papers].T.tocsr()
+            total += np.asarray(self.q_sparse[rows].multiply(columns).sum(axis=1)).ravel()
+        return total.astype(np.float32)
+
+
+_NONE = np.empty(0, np.int64)
 
 
 def _columns(q: sp.csr_matrix, take: np.ndarray, position: np.ndarray, width: int) -> sp.csr_matrix:
