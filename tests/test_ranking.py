@@ -18,6 +18,7 @@ from digest.ranking import (
     learn_acronyms,
     parse_profile,
     rank,
+    score_batch,
     snippet,
     steer,
     trending,
@@ -507,6 +508,26 @@ def test_any_day_ranks_each_reader_as_if_alone_and_explains_the_scores(sample_pa
             explained = explain(papers, profile, settings=settings, keys=keys(got))
             for e, m in zip(explained, got, strict=True):
                 assert e.recommended and e.score == pytest.approx(m.score, rel=1e-4)
+
+
+def test_each_subscriber_hears_how_many_papers_matched_beyond_their_limit(sample_papers):
+    profiles = [
+        "reinforcement learning, reasoning",  # many full matches
+        "LLM agents, tool use",  # full matches, then partial ones over partial_min_score
+        "graph neural networks, molecules",  # partial ones only, most of them under it
+        "distillation, -medical",
+    ]
+    sent = {"p050", "p003"}  # two of the reasoning papers went out in an earlier digest
+    exclude = [sent, set(), set(), set()]
+    ranked = score_batch(
+        sample_papers, profiles, settings=RankingSettings(), limit=3, exclude=exclude
+    )
+    unlimited = rank(sample_papers, profiles, limit=148, exclude=exclude)
+    assert ranked.totals.tolist() == [len(found) for found in unlimited]
+    assert all(len(found) <= 3 for found in ranked)
+    assert ranked.totals.tolist()[0] > 30 and ranked.totals.tolist()[2] == 1
+    again = score_batch(sample_papers, profiles[:1], settings=RankingSettings(), limit=3)
+    assert again.totals.tolist() == [ranked.totals.tolist()[0] + 2]  # the sent two count again
 
 
 def test_a_limit_of_zero_gives_an_empty_list_beside_the_others(sample_papers):

@@ -25,7 +25,7 @@ from digest.ranking.corpus import Corpus, corpus_from_stems, merged_acronyms
 from digest.ranking.index import PaperIndex
 from digest.ranking.profile import MAX_PROFILE_CHARS, MAX_TERMS, ProfileError, parse_profile
 from digest.ranking.text import Doc, paper_doc
-from digest.ranking.topk import Scorer, matched_masks, touched_masks
+from digest.ranking.topk import Scorer, full_papers, matched_masks, touched_masks
 from digest.ranking.units import UnitScorer
 
 log = logging.getLogger(__name__)
@@ -318,18 +318,19 @@ def score_batch(
     boost = trending_boost(papers, settings.trending_weight)
     floor, partial_floor = thresholds(settings)
     scorer = Scorer(u, q, boost, floor, int(need.max(initial=0)), partial_floor)
+
+    def full_of(rows_: np.ndarray) -> np.ndarray:
+        return full_papers(rows_, term_ptr, term_unit, ~term_exclude, full_bits, n_papers)
+
     clock.lap("matrices")
     out_counts, out_papers, out_scores, out_masks, out_touched = [], [], [], [], []
     out_admitted = []
 
     def chunk(start: int) -> tuple[np.ndarray, ...]:
         stop = min(start + scorer.chunk_rows, len(rows))
-        r, c, v, sure, weak_r, weak_c = scorer.top(
-            start, stop, need[start:stop], row_partial[start:stop]
+        r, c, v, admitted = scorer.top(
+            start, stop, need[start:stop], row_partial[start:stop], full_of
         )
-        # papers under partial_floor count when some interest matches them in full
-        weak_full = matched_masks(weak_r + start, weak_c, term_ptr, term_unit, full_bits) != 0
-        admitted = sure + np.bincount(weak_r[weak_full], minlength=stop - start)
         mask = matched_masks(r + start, c, term_ptr, term_unit, full_bits)
         # full matches first, partial ones only above their floor, then each row cut back to
         # what its subscribers can use: the extra depth never leaves the chunk

@@ -103,6 +103,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\"'])")
 # Llama-3-8B-Instruct, Qwen2.5-Math-7B, GPT-4, COVID-19 (a part may hold a version: 2.5).
 _NAME = re.compile(r"(?<![\w-])[^\W\d_][^\W_]*(?:\.\d+)*(?:-[^\W_]+(?:\.\d+)*)+")
 _DIGIT = re.compile(r"\d")
+_NAME_HINT = re.compile(r"\d[^\s-]*-|-[^\s-]*\d")  # a digit and a hyphen in one word: cheap
 
 Doc = tuple[list[str], list[str], list[int]]
 """A paper as the index reads it: title stems, abstract stems, and where (token index) each
@@ -127,7 +128,7 @@ def _variant_label(name: re.Match[str]) -> str:
 def visible(text: str) -> str:
     """The text with what is not evidence of a topic blanked to spaces, offsets unchanged: the
     one rule deciding which words of a text can match a profile (index, profiles, snippets)."""
-    if "-" not in text:
+    if "-" not in text or not _NAME_HINT.search(text):
         return text
     return _NAME.sub(_variant_label, text)
 
