@@ -140,8 +140,8 @@ class RankingSettings(_Section):
     min_score: float = Field(default=1.0, ge=0)
     partial_min_score: float = Field(default=3.0, ge=0)
     """A paper that matches only part of a multi-word interest ("neural networks" of "graph
-    neural networks") must reach this relevance (and min_score) to be sent; it ranks below
-    every paper that matches some interest in full."""
+    neural networks") must reach this score (relevance x trending; its relevance must still
+    reach min_score) to be sent; it ranks below every paper that matches some interest in full."""
     window_days: int = Field(default=90, ge=1)
     """How many days of stored papers give the corpus statistics (IDF, acronyms)."""
 

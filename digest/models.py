@@ -221,6 +221,9 @@ class Digest:
     """True when nothing matched and the day's trending papers were sent instead."""
     papers_read: int = 0
     """How many new papers the digest picked from (the masthead's "read" count)."""
+    matched_total: int | None = None
+    """How many of them matched the profile over the thresholds (the masthead's "matched"
+    count), often more than the digest holds; None when not known (the matches are all)."""
 
 
 @dataclass(frozen=True, slots=True)

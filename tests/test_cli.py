@@ -38,6 +38,26 @@ def test_dry_run_shows_ranked_example_profiles_without_subscribers(
 
 
 @freeze_time("2025-11-27 08:00:00")
+def test_the_quickstart_reader_gets_no_paper_for_a_word_of_a_model_name(
+    config_file: Path, smtp_server: Any, tmp_path: Path
+) -> None:
+    # The Quickstart's federated@example.org asks for "distillation". "Reinforcement Learning
+    # for Reasoning in Large Language Models with One Training Example" says "distil" only in
+    # the model name DeepSeek-R1-Distill-Qwen-1.5B: a name, not the topic.
+    out = tmp_path / "out"
+    result = digest(config_file, "run", "--dry-run", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    [mail] = out.glob("*federated@example.org.txt")
+    # what matched the profile: the day's trending papers follow, apart (p112 may trend)
+    text = " ".join(mail.read_text().split("Trending today, beyond your profile")[0].split())
+    assert "with One Training Example" not in text
+    assert "Distill*" not in text  # nor is a model name marked as evidence anywhere
+    # the prose that says it still counts: "self-distillation" in a title, "distilled"
+    assert "Self-Distillation for Further Pre-training of Transformers" in text
+    assert "match - matched: distillation" in text
+
+
+@freeze_time("2025-11-27 08:00:00")
 def test_run_json_lists_each_digest_best_paper_first(config_file: Path, smtp_server: Any) -> None:
     assert (
         digest(

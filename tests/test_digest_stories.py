@@ -16,7 +16,7 @@ from typing import Any
 import feedparser
 import pytest
 
-from digest import pipeline, store
+from digest import pipeline, ranking, store
 from digest.models import Subscriber
 from tests.web_fixtures import LiveSite, in_thread, links_in, text_of
 
@@ -137,13 +137,51 @@ def test_the_masthead_counts_the_day_and_names_the_top_paper(
     tab = open_mail(browser, html_of(mail))
     cards = tab.evaluate(CARDS)
     summary = tab.locator(".summary").inner_text()
-    assert summary.startswith(f"148 new papers read · {len(cards)} matched your profile · top: ")
-    assert summary.endswith(cards[0]["title"])
+    # 11 papers match; the digest holds 10 (the next story checks the count itself)
+    assert summary.startswith("148 new papers read · 11 matched your profile · the top 10 here")
+    assert len(cards) == 10 and summary.endswith(" · top: " + cards[0]["title"])
     assert tab.get_by_role("link", name="View in browser").is_visible()
     text = text_of(mail)
-    assert f"148 new papers read · {len(cards)} matched your profile" in text
+    assert "148 new papers read · 11 matched your profile" in text
     assert "Top: " + cards[0]["title"][:40] in " ".join(text.split())
     tab.context.close()
+
+
+def test_the_masthead_counts_every_paper_that_matched_not_just_the_ten_sent(
+    live_site: LiveSite, browser: Any, page: Any
+) -> None:
+    profile = "reinforcement learning, reasoning"
+    rl = reader(live_site, "rl@example.org", profile)
+
+    in_thread(pipeline.run, live_site.ctx, fetch_first=False)
+
+    # what the ranking admits from the reader's window, with no digest size to cut it
+    ctx = live_site.ctx
+    [composition] = ctx.store.digests.get_many([(rl.id, ctx.now().date())]).values()
+    papers = ctx.window_papers(composition.since, composition.until)
+    [everything] = ranking.rank(
+        papers, [profile], settings=ctx.settings.ranking, corpus=ctx.corpus(papers), limit=1000
+    )
+    matched = len(everything)
+    assert matched > 10
+
+    mail = digest_mail(live_site, "rl@example.org")
+    tab = open_mail(browser, html_of(mail))
+    assert len(tab.evaluate(CARDS)) == 10
+    summary = tab.locator(".summary").inner_text()
+    assert summary.startswith(
+        f"148 new papers read · {matched} matched your profile · the top 10 here · top: "
+    )
+    assert tab.locator("h1").inner_text() == f"{matched} new papers matched your profile"
+    tab.context.close()
+    assert f"{matched} matched your profile · the top 10 here" in " ".join(text_of(mail).split())
+
+    # the count was recorded with the composition: the web copy tells the same one, even after
+    # the reader's profile changed and would match other papers now
+    ctx.store.subscribers.update_preferences(rl.id, store.Preferences(keywords="segmentation"))
+    view_url = next(url for url in links_in(mail) if "/digest/" in url)
+    page.goto(view_url)
+    assert page.locator(".summary").inner_text() == summary
 
 
 def test_the_browser_view_is_the_mail_and_the_archive_lists_it(
@@ -166,7 +204,8 @@ def test_the_browser_view_is_the_mail_and_the_archive_lists_it(
     assert page.eval_on_selector_all("a", "links => links.map(a => a.href)") == mail_links
     assert page.evaluate(CARDS) == in_mail
     assert "trending today" in page.inner_text("body").lower()
-    assert page.locator("h1").inner_text() == "10 new papers matched your profile"
+    # 14 papers match the profile today; the mail and its web copy hold the top 10
+    assert page.locator("h1").inner_text() == "14 new papers matched your profile"
     # every link works from the web page as from the mail: steering links included
     assert page.get_by_role("link", name="More like this").count() == 10
 

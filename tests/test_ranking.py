@@ -18,6 +18,7 @@ from digest.ranking import (
     learn_acronyms,
     parse_profile,
     rank,
+    score_batch,
     snippet,
     steer,
     trending,
@@ -89,6 +90,58 @@ def test_words_typed_together_but_found_apart_rank_below_adjacent(sample_papers)
     matches = top(sample_papers, "video diffusion", limit=5)
     assert keys(matches).index("p054") < keys(matches).index("p017")
     assert matches[0].matched == ("video diffusion",)
+
+
+def test_words_of_an_interest_in_neighbouring_sentences_are_not_close(sample_papers, paper):
+    # p003: "... large language models (LLMs). Yet, its efficacy in training vision-language
+    # model (VLM) agents ..." holds "LLMs" and "agents" a few words apart, but across a sentence
+    assert re.search(r"\(LLMs\)\. Yet, [^.]* agents", paper("p003").abstract)
+    loose = RankingSettings(partial_min_score=0)
+    found = {m.paper.key: m for m in top(sample_papers, "LLM agents", limit=148, settings=loose)}
+    assert found["p003"].partial
+    assert not found["p147"].partial  # "Self-Improving LLM Agents at Test-Time"
+    # the same words in one sentence are close: the paper matches the interest in full
+    one = dataclasses.replace(
+        paper("p003"), key="one", abstract="We train LLMs as agents for card games."
+    )
+    assert not top([*sample_papers, one], "LLM agents", limit=148)[0].partial
+
+
+# -- model names ---------------------------------------------------------------------------------
+
+
+def test_a_word_inside_a_model_name_is_not_the_topic(sample_papers, paper):
+    # p112's only "distil" is the model name "DeepSeek-R1-Distill-Qwen-1.5B"
+    p112 = paper("p112")
+    assert re.findall(r"\S*distil\S*", text_of(p112), re.I) == ["DeepSeek-R1-Distill-Qwen-1.5B),"]
+    everything = RankingSettings(min_score=0, partial_min_score=0)
+    assert "p112" not in keys(top(sample_papers, "distillation", limit=148, settings=everything))
+    [why] = explain(sample_papers, "distillation", keys=["p112"])
+    assert why.reason == "no term of the profile is in it"
+    assert snippet(p112, ("distillation",)).text == ""  # no evidence to show either
+    # the name still finds its paper, as written or by its family and version
+    assert "p112" in keys(top(sample_papers, "DeepSeek-R1", limit=148))
+    assert "p112" in keys(top(sample_papers, "DeepSeek", limit=148))
+    # prose keeps its words and stems: "self-distillation", "distilled" still match
+    assert {"p018", "p147"} <= set(keys(top(sample_papers, "distillation", limit=148)))
+
+
+def test_a_variant_label_after_a_version_is_part_of_the_name(sample_papers, paper):
+    named = dataclasses.replace(
+        paper("p060"),
+        key="named",
+        title="Serving Llama-3-8B-Instruct and Qwen2.5-Math-7B on one GPU",
+        abstract="We serve Llama-3-8B-Instruct and Qwen2.5-Math-7B with paged memory.",
+    )
+    papers = [*sample_papers, named]
+    everything = RankingSettings(min_score=0, partial_min_score=0)
+    for interest in ("instruction", "math"):
+        assert "named" not in keys(top(papers, interest, limit=149, settings=everything))
+    assert "named" in keys(top(papers, "Llama-3", limit=149))
+    assert "named" in keys(top(papers, "Qwen2.5", limit=149))
+    # a hyphenated word without a version is prose: "text-to-image" keeps its words
+    prose = dataclasses.replace(named, key="prose", abstract="A text-to-image model for math.")
+    assert "prose" in keys(top([*sample_papers, prose], "image", limit=149, settings=everything))
 
 
 # -- phrases -------------------------------------------------------------------------------------
@@ -192,6 +245,24 @@ def test_an_acronym_finds_the_expansion_and_back(sample_papers, paper):
     assert "p101" in keys(top(sample_papers, '"large language models"', limit=148))
 
 
+def test_an_acronym_and_its_expansion_in_one_paper_add_up(sample_papers, paper):
+    # p024 writes "Reinforcement Learning from Verifiable Rewards" once and "RL" once
+    p024 = paper("p024")
+    without_rl = dataclasses.replace(p024, abstract=p024.abstract.replace(" RL ", " "))
+    spelled = "Reinforcement Learning from"
+    without_phrase = dataclasses.replace(p024, abstract=p024.abstract.replace(spelled, "From"))
+    assert without_rl.abstract != p024.abstract != without_phrase.abstract
+
+    def score(p: Paper) -> float:
+        others = [q for q in sample_papers if q.key != "p024"]
+        settings = RankingSettings(trending_weight=0)
+        [found] = explain([*others, p], "reinforcement learning", keys=["p024"], settings=settings)
+        return found.relevance
+
+    # as for any synonyms, both spellings count, as two occurrences of one word would
+    assert score(p024) > max(score(without_rl), score(without_phrase))
+
+
 def test_stored_acronym_pairs_are_used(sample_papers):
     corpus = build_corpus(sample_papers, acronyms={"gfn": "generative flow network"})
     assert keys(top(sample_papers, "GFN", corpus=corpus))[:1] == ["p008"]
@@ -270,7 +341,7 @@ def test_part_of_an_interest_is_labelled_and_needs_a_stricter_threshold(sample_p
     assert keys(sent) == ["p020"] and sent[0].partial
     [why] = explain(sample_papers, profile, keys=["p088"])
     assert not why.recommended
-    assert why.reason.startswith("a partial match (part of a multi-word interest), relevance")
+    assert why.reason.startswith("a partial match (part of a multi-word interest), score")
     assert why.reason.endswith("is under partial_min_score 3")
 
 
@@ -282,6 +353,24 @@ def test_words_of_an_interest_scattered_apart_are_a_partial_match(sample_papers)
     scattered = next(m for m in matches if m.paper.key == "p073")
     assert scattered.partial and scattered.matched == ("tool use",)
     assert not next(m for m in matches if m.paper.key == "p074").partial  # "Boosting Tool Use ..."
+
+
+def test_upvotes_count_toward_partial_min_score_never_toward_min_score(sample_papers, paper):
+    profile = "LLM agents, tool use"
+    # p116 touches both interests in part (relevance 2.6) and has 16 upvotes; p073's partial
+    # "tool ... use" scores 2.7 and has none
+    [p116, p073] = explain(sample_papers, profile, keys=["p116", "p073"])
+    assert p116.relevance < 3 < p116.score and p116.recommended
+    assert p073.score < 3 and not p073.recommended
+    sent = keys(top(sample_papers, profile))
+    assert "p116" in sent and "p073" not in sent
+    # without trending the same partial match stays under partial_min_score
+    assert "p116" not in keys(
+        top(sample_papers, profile, settings=RankingSettings(trending_weight=0))
+    )
+    # and an upvoted paper under min_score stays out whatever its upvotes
+    strict = RankingSettings(min_score=2.7, partial_min_score=2.7)
+    assert "p116" not in keys(top(sample_papers, profile, settings=strict))
 
 
 def test_full_matches_rank_above_partial_ones_whatever_the_scores(sample_papers):
@@ -419,6 +508,26 @@ def test_any_day_ranks_each_reader_as_if_alone_and_explains_the_scores(sample_pa
             explained = explain(papers, profile, settings=settings, keys=keys(got))
             for e, m in zip(explained, got, strict=True):
                 assert e.recommended and e.score == pytest.approx(m.score, rel=1e-4)
+
+
+def test_each_subscriber_hears_how_many_papers_matched_beyond_their_limit(sample_papers):
+    profiles = [
+        "reinforcement learning, reasoning",  # many full matches
+        "LLM agents, tool use",  # full matches, then partial ones over partial_min_score
+        "graph neural networks, molecules",  # partial ones only, most of them under it
+        "distillation, -medical",
+    ]
+    sent = {"p050", "p003"}  # two of the reasoning papers went out in an earlier digest
+    exclude = [sent, set(), set(), set()]
+    ranked = score_batch(
+        sample_papers, profiles, settings=RankingSettings(), limit=3, exclude=exclude
+    )
+    unlimited = rank(sample_papers, profiles, limit=148, exclude=exclude)
+    assert ranked.totals.tolist() == [len(found) for found in unlimited]
+    assert all(len(found) <= 3 for found in ranked)
+    assert ranked.totals.tolist()[0] > 30 and ranked.totals.tolist()[2] == 1
+    again = score_batch(sample_papers, profiles[:1], settings=RankingSettings(), limit=3)
+    assert again.totals.tolist() == [ranked.totals.tolist()[0] + 2]  # the sent two count again
 
 
 def test_a_limit_of_zero_gives_an_empty_list_beside_the_others(sample_papers):

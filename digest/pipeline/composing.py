@@ -50,7 +50,7 @@ def compose(
         excluded = [
             {by_id[pid] for pid in (exclude[i] if exclude else ()) if pid in by_id} for i in indexes
         ]
-        ranked = ranking.rank(
+        ranked = ranking.score_batch(
             papers,
             [s.keywords for s in members],
             settings=ctx.settings.ranking,
@@ -59,10 +59,12 @@ def compose(
             exclude=excluded,
         )
         hot = ranking.trending(papers, ctx.settings.digest.trending_count + 20)
-        for index, subscriber, matches, skip in zip(
-            indexes, members, ranked, excluded, strict=True
+        for index, subscriber, matches, total, skip in zip(
+            indexes, members, ranked, ranked.totals.tolist(), excluded, strict=True
         ):
-            digests[index] = _assemble(ctx, subscriber, digest_date, matches, hot, skip, failed)
+            digests[index] = _assemble(
+                ctx, subscriber, digest_date, matches, total, hot, skip, failed
+            )
     return digests
 
 
@@ -71,6 +73,7 @@ def _assemble(
     subscriber: Subscriber,
     digest_date: date,
     matches: list[Match],
+    total: int,
     hot: list[Match],
     skip: set[str],
     failed: tuple[SourceStatus, ...],
@@ -92,6 +95,7 @@ def _assemble(
         trending=trending_block,
         failed_sources=failed,
         fallback=fallback,
+        matched_total=total,
     )
 
 
@@ -162,12 +166,13 @@ def compose_once(
 
 def _same(a: store.Composition, b: store.Composition) -> bool:
     """Whether two compositions of a unit hold the same content (ids aside)."""
-    return (a.items, a.fallback, a.failed_sources, a.since, a.until) == (
+    return (a.items, a.fallback, a.failed_sources, a.since, a.until, a.matched_total) == (
         b.items,
         b.fallback,
         b.failed_sources,
         b.since,
         b.until,
+        b.matched_total,
     )
 
 
@@ -251,6 +256,7 @@ def _composition_of(
         failed_sources=tuple(
             (s.name, s.error or "") for s in (digest.failed_sources if digest else ())
         ),
+        matched_total=digest.matched_total if digest else 0,
     )
 
 
@@ -279,6 +285,7 @@ def _digest_of(
             for name, error in composition.failed_sources
         ),
         fallback=composition.fallback,
+        matched_total=composition.matched_total,
     )
 
 

@@ -4,7 +4,7 @@ Pure: papers and profiles in, ranked matches out; no database, no network, no fi
 """
 
 from digest.ranking.corpus import Corpus, build_corpus
-from digest.ranking.engine import Ranking, prepared, rank, score_batch, threshold, trending
+from digest.ranking.engine import Ranking, prepared, rank, score_batch, thresholds, trending
 from digest.ranking.evidence import snippet, with_snippets
 from digest.ranking.explain import Explanation, TermScore, explain
 from digest.ranking.profile import ProfileError, Query, Term, parse_profile, validate_profile
@@ -31,7 +31,7 @@ __all__ = [
     "score_batch",
     "snippet",
     "steer",
-    "threshold",
+    "thresholds",
     "trending",
     "validate_profile",
     "with_snippets",

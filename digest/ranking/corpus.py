@@ -8,7 +8,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from digest.models import Paper
-from digest.ranking.text import BUILTIN_ACRONYMS, learn_acronyms, stem_words, stems, words
+from digest.ranking.text import (
+    BUILTIN_ACRONYMS,
+    Doc,
+    learn_acronyms,
+    paper_doc,
+    stem_words,
+    words,
+)
 
 Form = tuple[str, ...]
 """A stem sequence: one word ("llm",) or a phrase ("larg", "languag", "model")."""
@@ -55,7 +62,7 @@ def _alternatives(acronyms: Iterable[tuple[str, str]]) -> dict[Form, tuple[Form,
 
 
 def corpus_from_stems(
-    docs: Iterable[tuple[list[str], list[str]]],
+    docs: Iterable[Doc],
     acronyms: Mapping[str, str],
 ) -> Corpus:
     """Corpus from already-stemmed (title, abstract) pairs; the engine uses it to stem only once."""
@@ -63,7 +70,7 @@ def corpus_from_stems(
     n = 0
     title_total = 0
     abstract_total = 0
-    for title, abstract in docs:
+    for title, abstract, _ in docs:
         n += 1
         title_total += len(title)
         abstract_total += len(abstract)
@@ -90,5 +97,5 @@ def merged_acronyms(papers: Iterable[Paper], stored: Mapping[str, str] | None) -
 def build_corpus(papers: Iterable[Paper], *, acronyms: Mapping[str, str] | None = None) -> Corpus:
     """Statistics of the stored recent papers; `acronyms` are pairs stored earlier (acronym -> expansion)."""
     papers = list(papers)
-    docs = [(stems(p.title), stems(p.abstract)) for p in papers]
+    docs = [paper_doc(p) for p in papers]
     return corpus_from_stems(docs, merged_acronyms(papers, acronyms))

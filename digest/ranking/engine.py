@@ -24,8 +24,8 @@ from digest.ranking.compile import BLANK, INVALID, Compiler
 from digest.ranking.corpus import Corpus, corpus_from_stems, merged_acronyms
 from digest.ranking.index import PaperIndex
 from digest.ranking.profile import MAX_PROFILE_CHARS, MAX_TERMS, ProfileError, parse_profile
-from digest.ranking.text import stems
-from digest.ranking.topk import Scorer, matched_masks, touched_masks
+from digest.ranking.text import Doc, paper_doc
+from digest.ranking.topk import Scorer, full_papers, matched_masks, touched_masks
 from digest.ranking.units import UnitScorer
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,12 @@ class Ranking:
     entry_text: Sequence[str]
     limits: np.ndarray
     excluded: Sequence[frozenset[int]]
-    partial_floor: np.ndarray
-    """Per paper: the (boosted) score a partial match of it must reach."""
+    partial_floor: float
+    """The score (relevance x trending) a partial match must reach (see `thresholds`)."""
+    totals: np.ndarray
+    """Per subscriber: how many papers their profile admits in all (full matches over min_score,
+    partial ones over partial_min_score, papers already sent to them left out); their list
+    holds the first `limit` of them."""
     timings: Mapping[str, float] = field(default_factory=dict)
     """Seconds per phase (papers, profiles, terms, matrices, top-k), for benchmarks and logs."""
 
@@ -118,10 +122,10 @@ def _matches(
     terms: list[str],
     excluded: frozenset[int],
     limit: int,
-    partial_floor: np.ndarray,
+    partial_floor: float,
 ) -> list[Match]:
     """One profile's Match list from its slice of the results: full matches best first, then the
-    partial ones that reach the stricter threshold (see `admits`)."""
+    partial ones that reach the stricter threshold (see `thresholds`)."""
     full: list[Match] = []
     partial: list[Match] = []
     if limit <= 0:
@@ -137,18 +141,23 @@ def _matches(
             full.append(Match(papers[p], score, matched))
             if len(full) >= limit:
                 break
-        elif len(partial) < limit and touch and score >= partial_floor[p]:
+        elif len(partial) < limit and touch and score >= partial_floor:
             partial.append(Match(papers[p], score, _terms_of(touch, terms), partial=True))
     return (full + partial)[:limit]
 
 
-def threshold(settings: RankingSettings, *, partial: bool) -> float:
-    """The relevance (before trending) a paper must reach to be sent: the one threshold rule.
+def thresholds(settings: RankingSettings) -> tuple[float, float]:
+    """What a paper must reach to be sent, the one threshold rule: (relevance, partial score).
 
-    Every paper needs min_score; one that matches only part of a multi-word interest also needs
-    partial_min_score, so stray words of an interest do not fill a digest.
+    Every paper's relevance (before trending) must reach min_score: upvotes never lift a paper
+    that is not relevant. A paper that matches only part of a multi-word interest must also
+    reach partial_min_score with the score the digest is ordered by (relevance x trending), so
+    stray words of an interest do not fill a digest, while a partial match that readers upvote
+    weighs as it does in the order.
     """
-    return max(settings.min_score, settings.partial_min_score if partial else 0.0, 1e-30)
+    return max(settings.min_score, 1e-30), max(
+        settings.partial_min_score, settings.min_score, 1e-30
+    )
 
 
 def _terms_of(mask: int, terms: list[str]) -> tuple[str, ...]:
@@ -201,8 +210,8 @@ def prepared(
     return units
 
 
-def _docs(papers: Sequence[Paper]) -> list[tuple[list[str], list[str]]]:
-    return [(stems(p.title), stems(p.abstract)) for p in papers]
+def _docs(papers: Sequence[Paper]) -> list[Doc]:
+    return [paper_doc(p) for p in papers]
 
 
 def trending_boost(papers: Sequence[Paper], weight: float) -> np.ndarray:
@@ -259,10 +268,9 @@ def score_batch(
     term_entry = flat[keep]
     term_ptr = np.concatenate([[0], np.cumsum(np.bincount(owner[keep], minlength=len(rows)))])
     can_be_partial = compiler.unit_can_be_partial()[entry_unit[term_entry]]
-    need = _depths(
-        profile_row, limits, excluded, term_ptr, can_be_partial & ~entry_exclude[term_entry]
-    )
-    keep_per_row = _depths(profile_row, limits, excluded, term_ptr, np.zeros(len(term_entry), bool))
+    row_partial = _rows_with(term_ptr, can_be_partial & ~entry_exclude[term_entry])
+    need = _depths(profile_row, limits, excluded, row_partial)
+    keep_per_row = _depths(profile_row, limits, excluded, np.zeros(len(rows), bool))
 
     clock.lap("profiles")
     unit, paper, score, is_full = units.score_units(list(compiler.units))
@@ -308,19 +316,25 @@ def score_batch(
     )
 
     boost = trending_boost(papers, settings.trending_weight)
-    partial_floor = np.float32(threshold(settings, partial=True)) * boost
-    floor = threshold(settings, partial=False)
-    scorer = Scorer(u, q, boost, floor, int(need.max(initial=0)))
+    floor, partial_floor = thresholds(settings)
+    scorer = Scorer(u, q, boost, floor, int(need.max(initial=0)), partial_floor)
+
+    def full_of(rows_: np.ndarray) -> np.ndarray:
+        return full_papers(rows_, term_ptr, term_unit, ~term_exclude, full_bits, n_papers)
+
     clock.lap("matrices")
     out_counts, out_papers, out_scores, out_masks, out_touched = [], [], [], [], []
+    out_admitted = []
 
     def chunk(start: int) -> tuple[np.ndarray, ...]:
         stop = min(start + scorer.chunk_rows, len(rows))
-        r, c, v = scorer.top(start, stop, need[start:stop])
+        r, c, v, admitted = scorer.top(
+            start, stop, need[start:stop], row_partial[start:stop], full_of
+        )
         mask = matched_masks(r + start, c, term_ptr, term_unit, full_bits)
         # full matches first, partial ones only above their floor, then each row cut back to
         # what its subscribers can use: the extra depth never leaves the chunk
-        ok = (mask != 0) | (v >= partial_floor[c])
+        ok = (mask != 0) | (v >= partial_floor)
         r, c, v, mask = r[ok], c[ok], v[ok], mask[ok]
         order = np.lexsort((mask == 0, r))  # stable: scores stay in order within each group
         r, c, v, mask = r[order], c[order], v[order], mask[order]
@@ -335,7 +349,7 @@ def score_batch(
             rows_ = r[part] + start
             touched[part] = touched_masks(rows_, c[part], term_ptr, term_unit, u)
             touched[part] &= include_mask[rows_]
-        return np.bincount(r, minlength=stop - start), c, v, mask, touched
+        return np.bincount(r, minlength=stop - start), c, v, mask, touched, admitted
 
     starts = range(0, len(rows), scorer.chunk_rows)
     if len(starts) > 1 and THREADS > 1:
@@ -344,7 +358,8 @@ def score_batch(
             results = list(pool.map(chunk, starts))
     else:
         results = [chunk(start) for start in starts]
-    for counts, c, v, mask, touched in results:
+    for counts, c, v, mask, touched, admitted in results:
+        out_admitted.append(admitted)
         out_counts.append(counts)
         out_papers.append(c)
         out_scores.append(v)
@@ -356,6 +371,10 @@ def score_batch(
     res_scores = np.concatenate([np.empty(0, np.float32), *out_scores])
     masks = np.concatenate([np.empty(0, np.int64), *out_masks])
     touched_all = np.concatenate([np.empty(0, np.int64), *out_touched])
+    row_admitted = np.concatenate([np.empty(0, np.int64), *out_admitted])
+    totals = _totals(
+        scorer, row_admitted, profile_row, excluded, term_ptr, term_unit, full_bits, partial_floor
+    )
     return Ranking(
         papers=papers,
         profile_row=profile_row,
@@ -370,31 +389,60 @@ def score_batch(
         limits=limits,
         excluded=excluded,
         partial_floor=partial_floor,
+        totals=totals,
         timings=clock.laps,
     )
+
+
+def _rows_with(term_ptr: np.ndarray, flags: np.ndarray) -> np.ndarray:
+    """Per distinct profile row: whether any of its terms is flagged."""
+    rows = len(term_ptr) - 1
+    found = np.zeros(rows, bool)
+    found[np.repeat(np.arange(rows), np.diff(term_ptr))[flags]] = True
+    return found
 
 
 def _depths(
     profile_row: np.ndarray,
     limits: np.ndarray,
     excluded: Sequence[frozenset[int]],
-    term_ptr: np.ndarray,
-    term_partial: np.ndarray,
+    row_partial: np.ndarray,
 ) -> np.ndarray:
     """How many results each distinct profile row needs: the deepest any subscriber of it asks.
 
     A row with a multi-word interest asks PARTIAL_DEPTH times its limit, since its full matches
     rank above its partial ones whatever the scores (the rest need no more than their limit).
     """
-    rows = len(term_ptr) - 1
-    has_partial = np.zeros(rows, bool)
-    owner = np.repeat(np.arange(rows), np.diff(term_ptr))
-    has_partial[owner[term_partial]] = True
-    depth = np.where(has_partial[profile_row], PARTIAL_DEPTH, 1)
+    depth = np.where(row_partial[profile_row], PARTIAL_DEPTH, 1)
     wanted = np.fromiter((len(e) for e in excluded), np.int64, len(excluded)) + depth * limits
-    need = np.zeros(rows, np.int64)
+    need = np.zeros(len(row_partial), np.int64)
     np.maximum.at(need, profile_row, wanted)
     return need
+
+
+def _totals(
+    scorer: Scorer,
+    row_admitted: np.ndarray,
+    profile_row: np.ndarray,
+    excluded: Sequence[frozenset[int]],
+    term_ptr: np.ndarray,
+    term_unit: np.ndarray,
+    full_bits: np.ndarray,
+    partial_floor: float,
+) -> np.ndarray:
+    """Per subscriber: the papers their profile admits, less those already sent to them (few:
+    each is scored alone, by the rule the top-k applies)."""
+    totals = row_admitted[profile_row].copy()
+    owner = np.repeat(np.arange(len(excluded)), [len(e) for e in excluded])
+    if not len(owner):
+        return totals
+    rows = profile_row[owner]
+    papers = np.fromiter((p for e in excluded for p in e), np.int64, len(owner))
+    scores = scorer.pair_scores(rows, papers)
+    full = matched_masks(rows, papers, term_ptr, term_unit, full_bits) != 0
+    counted = (scores >= scorer.min_boosted[papers]) & (full | (scores >= partial_floor))
+    totals -= np.bincount(owner[counted], minlength=len(totals))
+    return totals
 
 
 def _invalid_rows(

@@ -10,7 +10,7 @@ from functools import lru_cache
 
 from digest.models import Match, Paper, Snippet
 from digest.ranking.profile import Field, ProfileError, parse_term
-from digest.ranking.text import BUILTIN_ACRONYMS, STOPWORDS, stem_words, stems
+from digest.ranking.text import BUILTIN_ACRONYMS, STOPWORDS, sentences, stem_words, stems, visible
 from digest.text import paper_text
 
 SNIPPET_CHARS = 420
@@ -20,7 +20,6 @@ NEAR_CHARS = 40
 NO_EVIDENCE = Snippet("")
 """When the abstract does not show the match (a title, author or category match)."""
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\"'])")
 _TOKEN = re.compile(r"[^\W_]+")
 # "large language model" -> "llm", so a profile's expansion also finds the paper's acronym
 _ACRONYM_OF = {tuple(stem_words(long.split())): short for short, long in BUILTIN_ACRONYMS.items()}
@@ -38,18 +37,18 @@ def snippet(paper: Paper, matched: tuple[str, ...]) -> Snippet:
 
     Cached: a day's papers recur across thousands of readers with the same few term sets.
     """
-    text, sentences, words = _analysed(paper.abstract)
+    text, spans, words = _analysed(paper.abstract)
     wanted, sizes = _wanted_stems(matched)
     hits = [_hits(sentence, wanted) for sentence in words]
     covers = [_cover(h, sizes) for h in hits]
-    best = max(range(len(sentences)), key=lambda i: (covers[i], -i), default=None)
+    best = max(range(len(spans)), key=lambda i: (covers[i], -i), default=None)
     # one stray word of a multi-word term ("learning" of "federated learning") is no evidence
     if best is None or covers[best][:2] == (0, 0):
         return NO_EVIDENCE  # the renderer shows the abstract's opening instead
     chosen = [best]
     missing = set(range(len(sizes))) - _whole_terms(hits[best], sizes)
     # a second sentence when it shows a term the first does not
-    extra = [i for i in range(len(sentences)) if _whole_terms(hits[i], sizes) & missing]
+    extra = [i for i in range(len(spans)) if _whole_terms(hits[i], sizes) & missing]
     if extra:
         chosen.append(max(extra, key=lambda i: (len(_whole_terms(hits[i], sizes) & missing), -i)))
     chosen.sort()
@@ -57,7 +56,7 @@ def snippet(paper: Paper, matched: tuple[str, ...]) -> Snippet:
     # mark the terms the passage shows whole (a partial match has none: its words are marked),
     # and of a multi-word term only the words that stand near another of its words
     marked = [_marks(hits[i], _whole_terms(hits[i], sizes), bool(shown), sizes) for i in chosen]
-    found = _passage(text, [sentences[i] for i in chosen], marked)
+    found = _passage(text, [spans[i] for i in chosen], marked)
     return Snippet(found.text, _joined(found.text, found.marks))
 
 
@@ -111,17 +110,20 @@ def _analysed(abstract: str) -> tuple[str, list[tuple[int, int]], list[list[Word
     and stemming its words once instead of per digest was most of the cost of a snippet.
     """
     text = paper_text(abstract)
-    sentences = _sentences(text)
+    spans = sentences(text)
+    # the words the ranking reads: a model name's variant label ("Distill" of
+    # "DeepSeek-R1-Distill-Qwen-7B") is blanked there too, so it is never marked as evidence
+    readable = visible(text)
     words = []
-    for start, end in sentences:
+    for start, end in spans:
         found = []
-        for token in _TOKEN.finditer(text, start, end):
+        for token in _TOKEN.finditer(readable, start, end):
             token_stems = stems(token.group())
             found.append(
                 (token.start(), token.end(), token_stems[0] if len(token_stems) == 1 else "")
             )
         words.append(found)
-    return text, sentences, words
+    return text, spans, words
 
 
 @lru_cache(maxsize=8192)
@@ -150,17 +152,6 @@ def _wanted_stems(matched: Sequence[str]) -> tuple[dict[str, int], list[int]]:
             sizes.append(1)
             wanted.setdefault(stem_words([acronym])[0], len(sizes) - 1)
     return wanted, sizes
-
-
-def _sentences(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each sentence of a one-line text."""
-    spans, start = [], 0
-    for found in _SENTENCE_END.finditer(text):
-        spans.append((start, found.start()))
-        start = found.end()
-    if start < len(text):
-        spans.append((start, len(text)))
-    return spans
 
 
 def _hits(words: list[Word], wanted: dict[str, int]) -> list[Hit]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from digest.config import RankingSettings
 from digest.models import Paper
 from digest.ranking.corpus import Corpus
-from digest.ranking.engine import DEFAULT_SETTINGS, prepared, rank, threshold, trending_boost
+from digest.ranking.engine import DEFAULT_SETTINGS, prepared, rank, thresholds, trending_boost
 from digest.ranking.profile import parse_profile
 from digest.ranking.units import unit_key
 
@@ -106,23 +106,27 @@ def _verdict(
     relevance = sum(p.score for p in parts)
     vetoes = [p.term for p in parts if p.exclude and p.matched]
     partial = not any(p.matched and not p.exclude for p in parts)
-    floor = threshold(settings, partial=partial)
-    name = "partial_min_score" if partial and floor > settings.min_score else "min_score"
+    floor, partial_floor = thresholds(settings)
     kind = "a partial match (part of a multi-word interest), " if partial else ""
+    score = relevance * boost
     if vetoes:
         reason = f"excluded by {', '.join(vetoes)}"
     elif relevance <= 0:
         reason = "no term of the profile is in it"
     elif relevance < floor:
-        reason = f"{kind}relevance {relevance:.2f} is under {name} {floor:g}"
+        reason = f"{kind}relevance {relevance:.2f} is under min_score {floor:g}"
+    elif partial and score < partial_floor:
+        reason = f"{kind}score {score:.2f} is under partial_min_score {partial_floor:g}"
+    elif partial:
+        reason = f"{kind}score {score:.2f} reaches partial_min_score {partial_floor:g}"
     else:
-        reason = f"{kind}relevance {relevance:.2f} reaches {name} {floor:g}"
-    recommended = not vetoes and relevance >= floor
+        reason = f"relevance {relevance:.2f} reaches min_score {floor:g}"
+    recommended = not vetoes and relevance >= floor and (not partial or score >= partial_floor)
     return Explanation(
         paper=paper,
         relevance=relevance,
         trending=boost,
-        score=relevance * boost,
+        score=score,
         recommended=recommended,
         reason=reason,
         terms=parts,

@@ -10,10 +10,11 @@ import scipy.sparse as sp
 from digest.config import RankingSettings
 from digest.models import Paper
 from digest.ranking.corpus import Corpus, Form
-from digest.ranking.text import fold, words
+from digest.ranking.text import Doc, fold, words
 
 PAIR_WINDOW = 10
-"""Words of a multi-word term count as near when every pair of them is this close."""
+"""Words of a multi-word term count as near when every pair of them is this close, within one
+sentence (each sentence of an abstract starts this many positions past the last one's end)."""
 
 _NO_PAPERS = np.empty(0, np.int32)
 _NO_TF = np.empty(0, np.float32)
@@ -32,7 +33,7 @@ class PaperIndex:
     def __init__(
         self,
         papers: Sequence[Paper],
-        docs: Sequence[tuple[list[str], list[str]]],
+        docs: Sequence[Doc],
         corpus: Corpus,
         settings: RankingSettings,
     ) -> None:
@@ -45,9 +46,9 @@ class PaperIndex:
         vocab: dict[str, int] = {}
         self.vocab = vocab
         ids, owners, lengths = [], [], []
-        for field in (0, 1):
-            field_lengths = np.fromiter((len(d[field]) for d in docs), np.int64, n)
-            flat = [vocab.setdefault(s, len(vocab)) for d in docs for s in d[field]]
+        for column in ([d[0] for d in docs], [d[1] for d in docs]):  # titles, abstracts
+            field_lengths = np.fromiter(map(len, column), np.int64, n)
+            flat = [vocab.setdefault(s, len(vocab)) for words_ in column for s in words_]
             ids.append(np.asarray(flat, np.int64))
             owners.append(np.repeat(np.arange(n, dtype=np.int64), field_lengths))
             lengths.append(field_lengths)
@@ -69,13 +70,24 @@ class PaperIndex:
         self.norm_abstract = (1 - b + b * lengths[1] / avg_a).astype(np.float32)
 
         # segment k < n: title of paper k; segment n + k: abstract of paper k
-        seg_len = np.concatenate(lengths) + self.GAP
-        self.seg_start = np.concatenate([[0], np.cumsum(seg_len)[:-1]])
-        self.total_positions = int(seg_len.sum())
         local = [
             np.arange(len(ids[f])) - np.repeat(np.cumsum(lengths[f]) - lengths[f], lengths[f])
             for f in (0, 1)
         ]
+        # each sentence of an abstract starts PAIR_WINDOW positions past the previous one's end,
+        # so no near pair or phrase spans two sentences ("... frontier LLMs. Agents ..." is not
+        # "LLM agents")
+        n_breaks = np.fromiter((len(d[2]) for d in docs), np.int64, n)
+        jump = np.zeros(len(ids[1]), np.int64)
+        if n_breaks.any():
+            first = np.cumsum(lengths[1]) - lengths[1]  # each abstract's first token, flat
+            at = np.concatenate([np.asarray(d[2], np.int64) for d in docs])
+            jump[at + np.repeat(first, n_breaks)] = PAIR_WINDOW
+        earlier = np.cumsum(n_breaks) - n_breaks  # breaks of the abstracts before each one
+        local[1] = local[1] + np.cumsum(jump) - np.repeat(PAIR_WINDOW * earlier, lengths[1])
+        seg_len = np.concatenate([lengths[0], lengths[1] + PAIR_WINDOW * n_breaks]) + self.GAP
+        self.seg_start = np.concatenate([[0], np.cumsum(seg_len)[:-1]])
+        self.total_positions = int(seg_len.sum())
         g = np.concatenate(
             [self.seg_start[owners[0]] + local[0], self.seg_start[n + owners[1]] + local[1]]
         )

@@ -98,7 +98,54 @@ def _normalize_word(word: str) -> str:
     return low
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\"'])")
+# A hyphenated name that starts with a letter and carries a digit: DeepSeek-R1-Distill-Qwen-7B,
+# Llama-3-8B-Instruct, Qwen2.5-Math-7B, GPT-4, COVID-19 (a part may hold a version: 2.5).
+_NAME = re.compile(r"(?<![\w-])[^\W\d_][^\W_]*(?:\.\d+)*(?:-[^\W_]+(?:\.\d+)*)+")
+_DIGIT = re.compile(r"\d")
+_NAME_HINT = re.compile(r"\d[^\s-]*-|-[^\s-]*\d")  # a digit and a hyphen in one word: cheap
+
+Doc = tuple[list[str], list[str], list[int]]
+"""A paper as the index reads it: title stems, abstract stems, and where (token index) each
+sentence of the abstract after the first begins."""
+
+
+def _variant_label(name: re.Match[str]) -> str:
+    """The name with the parts after its first digit-bearing part blanked (same length).
+
+    In "DeepSeek-R1-Distill-Qwen-7B" or "Llama-3-8B-Instruct" the words after the version are
+    the variant's label, not the topic: "Distill" there is no evidence of distillation. The family
+    and version stay ("deepseek r1", "llama 3"), so a profile naming the model still finds it.
+    """
+    text = name.group()
+    first = _DIGIT.search(text)
+    if first is None:
+        return text
+    cut = text.find("-", first.end())
+    return text if cut < 0 else text[:cut] + " " * (len(text) - cut)
+
+
+def visible(text: str) -> str:
+    """The text with what is not evidence of a topic blanked to spaces, offsets unchanged: the
+    one rule deciding which words of a text can match a profile (index, profiles, snippets)."""
+    if "-" not in text or not _NAME_HINT.search(text):
+        return text
+    return _NAME.sub(_variant_label, text)
+
+
+def sentences(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence of a text: a . ! or ? then space and a capital or digit."""
+    spans, start = [], 0
+    for found in _SENTENCE_END.finditer(text):
+        spans.append((start, found.start()))
+        start = found.end()
+    if start < len(text):
+        spans.append((start, len(text)))
+    return spans
+
+
 def _tokens(text: str) -> list[str]:
+    text = visible(text)
     if text.isascii():
         # the tokens _WORD finds, at twice its speed: every separator a space, then one split
         return text.translate(_ASCII_SEPARATORS).split()
@@ -137,6 +184,19 @@ def stems(text: str) -> list[str]:
         normalized = [_normalize_word(w) for w in missing]
         cache.update(zip(missing, stem_words(normalized), strict=True))
         return [cache[w] for w in tokens]
+
+
+def paper_doc(paper: Paper) -> Doc:
+    """Title and abstract stems, and the sentence starts of the abstract (words of a multi-word
+    interest count as near only within one sentence)."""
+    abstract: list[str] = []
+    starts: list[int] = []
+    for start, end in sentences(paper.abstract):
+        found = stems(paper.abstract[start:end])
+        if found and abstract:
+            starts.append(len(abstract))
+        abstract += found
+    return stems(paper.title), abstract, starts
 
 
 def fold(text: str) -> str:

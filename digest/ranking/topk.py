@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -25,7 +27,13 @@ class Scorer:
     """
 
     def __init__(
-        self, u: sp.csr_matrix, q: sp.csr_matrix, boost: np.ndarray, min_score: float, k: int
+        self,
+        u: sp.csr_matrix,
+        q: sp.csr_matrix,
+        boost: np.ndarray,
+        min_score: float,
+        k: int,
+        partial_floor: float = 0.0,
     ) -> None:
         n_papers = u.shape[1]
         self.n_papers = n_papers
@@ -54,10 +62,19 @@ class Scorer:
         self.min_boosted[:n_papers] = floor * boost
         self.trust = floor * float(boost.max(initial=1.0))
         self.floor = np.float32(floor * 0.999)
+        self.partial_floor = np.float32(partial_floor)
         self.chunk_rows = max(1, min(CHUNK_ROWS, BLOCK_BYTES // (4 * self.width)))
 
-    def top(self, start: int, stop: int, need: np.ndarray) -> tuple[np.ndarray, ...]:
-        """(row, paper, score) of the best `need[r]` papers of each profile row in the chunk."""
+    def top(
+        self,
+        start: int,
+        stop: int,
+        need: np.ndarray,
+        partial_rows: np.ndarray | None = None,
+        full_of: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, ...]:
+        """(row, paper, score) of the best `need[r]` papers of each profile row in the chunk, and
+        how many papers each row admits in all (see `_admitted`)."""
         n = stop - start
         s = self.q_dense[start:stop] @ self.dense if self.dense.shape[0] else None
         if s is None:
@@ -67,6 +84,7 @@ class Scorer:
             light = (self.q_sparse[start:stop] @ self.sparse).tocsr()
             light_rows = np.repeat(np.arange(n), np.diff(light.indptr))
             s[light_rows, light.indices] += light.data
+        admitted = self._admitted(s, start, partial_rows, full_of)
         maxima = s.reshape(n, self.n_blocks, self.block).max(axis=2)
         maxima.sort(axis=1)
         k = np.clip(need, 1, self.n_blocks)  # need 0 (limit 0) is handled just below
@@ -90,7 +108,51 @@ class Scorer:
         counts = np.bincount(row, minlength=n)
         starts = np.cumsum(counts) - counts
         keep = np.arange(len(row)) - starts[row] < need[row]
-        return row[keep], col[keep].astype(np.int32), val[keep].astype(np.float32)
+        return (
+            row[keep],
+            col[keep].astype(np.int32),
+            val[keep].astype(np.float32),
+            admitted,
+        )
+
+    def _admitted(
+        self,
+        s: np.ndarray,
+        start: int,
+        partial_rows: np.ndarray | None,
+        full_of: Callable[[np.ndarray], np.ndarray] | None,
+    ) -> np.ndarray:
+        """Per row, how many papers it admits in all, not only its top (the masthead's "42
+        matched"): over the minimum and, for a paper no interest matches in full, over
+        partial_floor. Only rows with a multi-word interest can have such papers; `full_of`
+        says, for some rows, which papers an interest of theirs matches in full."""
+        counted = s >= self.min_boosted
+        admitted = np.count_nonzero(counted, axis=1).astype(np.int64)
+        if partial_rows is None or full_of is None or not partial_rows.any():
+            return admitted
+        weak = counted  # reused in place: counted papers under partial_floor, in partial rows
+        weak &= s < self.partial_floor
+        weak &= partial_rows[:, None]
+        some = np.flatnonzero(weak.any(axis=1))
+        if len(some):
+            weak = weak[some, : self.n_papers]
+            weak &= ~full_of(some + start)
+            admitted[some] -= np.count_nonzero(weak, axis=1)
+        return admitted
+
+    def pair_scores(self, rows: np.ndarray, papers: np.ndarray) -> np.ndarray:
+        """The (boosted) scores of a few (profile row, paper) pairs, as `top` computes them."""
+        if not len(rows):
+            return np.empty(0, np.float32)
+        total = np.zeros(len(rows), np.float64)
+        if self.dense.shape[0]:
+            total += np.asarray(
+                self.q_dense[rows].multiply(self.dense[:, papers].T).sum(axis=1)
+            ).ravel()
+        if self.sparse.nnz:
+            columns = self.sparse.tocsc()[:, papers].T.tocsr()
+            total += np.asarray(self.q_sparse[rows].multiply(columns).sum(axis=1)).ravel()
+        return total.astype(np.float32)
 
 
 def _columns(q: sp.csr_matrix, take: np.ndarray, position: np.ndarray, width: int) -> sp.csr_matrix:
@@ -101,6 +163,28 @@ def _columns(q: sp.csr_matrix, take: np.ndarray, position: np.ndarray, width: in
     return sp.csr_matrix(
         (q.data[keep], position[q.indices[keep]], indptr), shape=(q.shape[0], width)
     )
+
+
+def full_papers(
+    rows: np.ndarray,
+    term_ptr: np.ndarray,
+    term_unit: np.ndarray,
+    term_include: np.ndarray,
+    full_bits: np.ndarray,
+    n_papers: int,
+) -> np.ndarray:
+    """Per profile row, which papers one of its interests matches in full (rows x papers, bool):
+    the OR of its terms' bit rows, a few bytes per paper, not a score product."""
+    counts = term_ptr[rows + 1] - term_ptr[rows]
+    first = np.repeat(term_ptr[rows] - (np.cumsum(counts) - counts), counts)
+    terms = first + np.arange(int(counts.sum()))
+    bits = full_bits[term_unit[terms]]
+    bits[~term_include[terms]] = 0  # an exclusion's match is no match
+    out = np.zeros((len(rows), full_bits.shape[1]), np.uint8)
+    some = counts > 0
+    if some.any():
+        out[some] = np.bitwise_or.reduceat(bits, (np.cumsum(counts) - counts)[some], axis=0)
+    return np.unpackbits(out, axis=1, count=n_papers).astype(bool)
 
 
 def matched_masks(

@@ -154,12 +154,14 @@ class UnitScorer:
         full: np.ndarray,
         alt_units: list[tuple[int, UnitKey]],
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """ "large language models" written as "LLMs" is as good as the words adjacent."""
+        """ "large language models" written as "LLMs" is as good as the words adjacent, and a
+        paper writing both has their occurrences add up, as for any synonyms (see `_forms`)."""
         extra_unit, extra_paper, extra_score = [], [], []
-        for uid, (_, field, _, content, alternatives) in alt_units:
-            alt = self._forms(field, alternatives)
+        for uid, (_, field, stems, content, alternatives) in alt_units:
+            forms = (stems, *alternatives)
+            alt = self._forms(field, forms)
             ratio = self.corpus.form_idf(content) / max(
-                min(self.corpus.form_idf(f) for f in alternatives), 1e-9
+                min(self.corpus.form_idf(f) for f in forms), 1e-9
             )
             extra_unit.append(np.full(len(alt.papers), uid, np.int64))
             extra_paper.append(alt.papers)

@@ -217,6 +217,8 @@ class EmailRenderer:
     ) -> dict[str, Any]:
         papers = [paper_view(m) for m in matches]
         count = len(papers) if total is None else total
+        # what matched in all (recorded when composed), of which the digest holds `count`
+        matched = max(count, digest.matched_total or 0)
         day = digest.digest_date
         short = f"{day.day} {day:%b}"
         date_long = f"{day:%A}, {day.day} {day:%B %Y}"
@@ -225,7 +227,7 @@ class EmailRenderer:
             headline = "No new papers matched your profile today"
             prefix = f"No matches for {short}, trending instead: "
         elif count:
-            headline = f"{count} new paper{'s' if count != 1 else ''} matched your profile"
+            headline = f"{matched} new paper{'s' if matched != 1 else ''} matched your profile"
             prefix = f"{count} new paper{'s' if count != 1 else ''} for {short}: "
         else:
             headline = "No new papers matched your profile today"
@@ -248,7 +250,7 @@ class EmailRenderer:
             if preview_titles
             else (papers[0].snippet.text[:150] if papers else headline)
         )
-        summary = _summary(digest, count)
+        summary = _summary(digest, matched, count)
         top_title = shorten(papers[0].title, 120) if papers and not digest.fallback else ""
         links = digest.links
         steer = {
@@ -337,16 +339,20 @@ class _Steer:
     fewer: str
 
 
-def _summary(digest: Digest, count: int) -> str:
-    """The masthead's line (the top paper follows it): papers read, papers matched."""
+def _summary(digest: Digest, matched: int, count: int) -> str:
+    """The masthead's line (the top paper follows it): papers read, papers matched, and how many
+    of those this digest holds when not all ("42 matched your profile · the top 10 here")."""
     parts = []
     if digest.papers_read:
         read = digest.papers_read
         parts.append(f"{read:,} new paper{'s' if read != 1 else ''} read")
     if not digest.fallback:
         partial = sum(1 for m in digest.matches if m.partial)
-        matched = f"{count} matched your profile"
-        parts.append(matched + (f" ({partial} in part)" if partial else ""))
+        in_part = f" ({partial} in part)" if partial else ""
+        if matched > count:
+            parts += [f"{matched:,} matched your profile", f"the top {count} here{in_part}"]
+        else:
+            parts.append(f"{matched:,} matched your profile{in_part}")
     return " · ".join(parts)
 
 

@@ -53,6 +53,9 @@ class Composition:
     fallback: bool = False
     failed_sources: tuple[tuple[str, str], ...] = ()
     """(source name, its error) for each source that could not be fetched when composed."""
+    matched_total: int | None = None
+    """How many papers matched the profile over the thresholds (None: composed before this was
+    recorded); the items hold the first max_papers of them."""
     id: int | None = None
 
     @property
@@ -137,6 +140,7 @@ class Digests:
                             (str(s.get("name", "")), str(s.get("error", "")))
                             for s in (row.failed_sources or ())
                         ),
+                        matched_total=row.matched_total,
                         id=row.id,
                     )
                     found[(composition.subscriber_id, composition.digest_date)] = composition
@@ -172,6 +176,7 @@ class Digests:
                     {"name": name, "error": error} for name, error in c.failed_sources
                 ],
                 "composed_at": now,
+                "matched_total": c.matched_total,
             }
             for c in compositions
         ]
@@ -343,6 +348,7 @@ def _with_id(composition: Composition, digest_id: int) -> Composition:
         composition.items,
         composition.fallback,
         composition.failed_sources,
+        composition.matched_total,
         digest_id,
     )
 

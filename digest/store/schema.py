@@ -161,6 +161,9 @@ class DigestRow(Base):
     fallback: Mapped[bool] = mapped_column(Boolean, default=False)
     failed_sources: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
     composed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    matched_total: Mapped[int | None] = mapped_column(Integer)
+    """How many papers of the window matched the profile when composed (the digest holds the
+    first max_papers of them); NULL for digests composed before it was recorded."""
 
 
 class DigestItemRow(Base):
