@@ -9,7 +9,8 @@ directory with its own database and config (`[smtp] connections = 16`, the sink 
     PostgreSQL:  digest schedule --no-send until it has planned, then k `digest worker --once`
 
 Each step prints its wall time, CPU time (cores used = CPU / wall) and peak memory: the largest
-single process (from wait4) and the sum of the whole process tree (sampled every 50 ms). Then, in
+single process (from wait4), and the sum of the whole process tree (sampled every 50 ms) as RSS
+and as PSS (pages a forked preparer shares with its sender counted once). Then, in
 the same session and to the same sink, the floor: bare aiosmtplib sending as many messages of the
 same average size (measured from the bytes the sink read) over the same 16 connections.
 
@@ -179,18 +180,20 @@ TOPICS = [
     "-survey",
 ]
 
-STEP = "{:<44} {:>9} {:>9} {:>7} {:>11} {:>11}"
+STEP = "{:<44} {:>9} {:>9} {:>7} {:>11} {:>11} {:>11}"
 
 
 @dataclass
 class Measured:
-    """One step: wall and CPU seconds, peak RSS of the largest process and of the whole tree."""
+    """One step: wall and CPU seconds, peak RSS of the largest process and of the whole tree,
+    and the tree's peak PSS (shared pages shared out: what the step takes from the machine)."""
 
     name: str
     wall: float
     cpu: float
     peak_one: int
     peak_tree: int
+    peak_pss: int = 0
 
     def line(self) -> str:
         """The step as a table row."""
@@ -201,6 +204,7 @@ class Measured:
             f"{self.cpu / self.wall:.2f}" if self.wall else "-",
             _mib(self.peak_one),
             _mib(self.peak_tree),
+            _mib(self.peak_pss),
         )
 
 
@@ -360,20 +364,23 @@ def _wait_for_port(port: int) -> None:
 # --- measuring a child process ----------------------------------------------------------------
 
 
-def _tree_rss(pid: int) -> int:
-    """Resident bytes of a process and all its descendants, now."""
-    total, todo = 0, [pid]
+def _tree_memory(pid: int) -> tuple[int, int]:
+    """Resident bytes (RSS, and PSS: pages shared by forked processes counted once) of a process
+    and all its descendants, now."""
+    rss, pss, todo = 0, 0, [pid]
     while todo:
         current = todo.pop()
         try:
             status = Path(f"/proc/{current}/status").read_text()
-            total += int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) * 1024  # type: ignore[union-attr]
+            rss += int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) * 1024  # type: ignore[union-attr]
+            rollup = Path(f"/proc/{current}/smaps_rollup").read_text()
+            pss += int(re.search(r"Pss:\s+(\d+)", rollup).group(1)) * 1024  # type: ignore[union-attr]
             for task in os.listdir(f"/proc/{current}/task"):
                 children = Path(f"/proc/{current}/task/{task}/children").read_text().split()
                 todo.extend(int(child) for child in children)
         except (OSError, AttributeError):
             continue
-    return total
+    return rss, pss
 
 
 class Child:
@@ -385,13 +392,16 @@ class Child:
         self.handle = log.open("ab")
         self.process = subprocess.Popen(command, env=env, stdout=self.handle, stderr=self.handle)
         self.peak_tree = 0
+        self.peak_pss = 0
         self.done = threading.Event()
         self.sampler = threading.Thread(target=self._sample, daemon=True)
         self.sampler.start()
 
     def _sample(self) -> None:
         while not self.done.wait(0.05):
-            self.peak_tree = max(self.peak_tree, _tree_rss(self.process.pid))
+            rss, pss = _tree_memory(self.process.pid)
+            self.peak_tree = max(self.peak_tree, rss)
+            self.peak_pss = max(self.peak_pss, pss)
 
     def reap(self) -> tuple[float, float, int, int]:
         """Wait for it: wall, CPU seconds, peak RSS of its largest process, exit code."""
@@ -448,6 +458,7 @@ def measure(
         sum(r[1] for r in results),
         max(r[2] for r in results),
         sum(c.peak_tree for c in children),
+        sum(c.peak_pss for c in children),
     )
 
 
@@ -463,7 +474,9 @@ def measure_schedule(command: list[str], env: dict[str, str], log: Path) -> Meas
     wall = time.perf_counter() - child.started
     child.process.terminate()  # SIGTERM: a background shell leaves SIGINT ignored
     _, cpu, peak, _ = child.reap()
-    return Measured("digest schedule --no-send (planning)", wall, cpu, peak, child.peak_tree)
+    return Measured(
+        "digest schedule --no-send (planning)", wall, cpu, peak, child.peak_tree, child.peak_pss
+    )
 
 
 def _count_by_status(db_url: str) -> dict[str, int]:
@@ -613,7 +626,9 @@ def main() -> None:
             env = {**os.environ, "DIGEST_CONFIG": str(config)}
             env.pop("DIGEST_DATABASE_URL", None)
             log = folder / "steps.log"
-            print(STEP.format("step", "wall", "CPU", "cores", "peak 1 proc", "peak tree"))
+            print(
+                STEP.format("step", "wall", "CPU", "cores", "peak 1 proc", "peak tree", "tree PSS")
+            )
             steps = [
                 measure("digest db upgrade", [[digest, "db", "upgrade"]], env, log),
                 measure(
