@@ -170,7 +170,8 @@ class DeliverySettings(_Section):
     """Permanent refusals (5xx) of one address before it is marked bounced."""
     prepare_process: Literal["auto", "always", "never"] = "auto"
     """Compose and render in preparer processes (one per core) while this one sends: "auto"
-    does so on a machine with two cores or more when more than two batches are due."""
+    does so for `digest run` and `digest schedule` on a machine with two cores or more when more
+    than two batches are due (a `digest worker` stays one process: run one per core)."""
     transport: Literal["smtp", "file"] = "smtp"
     """smtp: send through [smtp]; file: write .eml files to outbox_dir for another system to send."""
     outbox_dir: str = "outbox"
