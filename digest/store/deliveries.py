@@ -16,6 +16,7 @@ from sqlalchemy import CursorResult, Engine, Executable, Table, bindparam, func,
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from digest.models import DeliveryStatus
+from digest.store.engine import Statistics
 from digest.store.queue import Queue
 from digest.store.schema import DeliveryRow, SubscriberRow, UTCDateTime
 
@@ -76,6 +77,7 @@ class Deliveries(Queue):
 
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine, _table, columns=("digest_date", "channel"))
+        self._statistics = Statistics(engine, "deliveries")
 
     def plan(self, planned: Sequence[PlannedDelivery], *, now: datetime) -> int:
         """Insert the rows that do not exist yet; returns how many were created."""
@@ -101,7 +103,9 @@ class Deliveries(Queue):
                         for s, d, c in zip(*columns.values(), strict=True)
                     ],
                 )
-            return max(cast(CursorResult[Any], result).rowcount, 0)
+            created = max(cast(CursorResult[Any], result).rowcount, 0)
+        self._statistics.wrote(created)
+        return created
 
     def claim_batch(
         self, *, owner: str, limit: int, now: datetime, lease_seconds: int, after_id: int = 0

@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from digest.models import Channel, DeliveryStatus
+from digest.store.engine import Statistics
 from digest.store.schema import DeliveryRow, DigestItemRow, DigestRow, PaperRow, UTCDateTime
 
 CHUNK = 400
@@ -85,6 +86,7 @@ class Digests:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._statistics = Statistics(engine, "digests", "digest_items")
 
     def get_many(self, units: Iterable[Unit]) -> dict[Unit, Composition]:
         """The recorded compositions among these (subscriber, day) units."""
@@ -186,6 +188,7 @@ class Digests:
                     unit = (subscriber_id, _day(day))
                     kept[unit] = _with_id(by_unit[unit], digest_id)
             _insert_items(connection, list(kept.values()))
+        self._statistics.wrote(len(kept))
         lost = [unit for unit in by_unit if unit not in kept]
         if lost:
             kept.update(self.get_many(lost))

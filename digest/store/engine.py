@@ -174,6 +174,35 @@ def check_schema(engine: Engine) -> None:
     )
 
 
+class Statistics:
+    """Keeps PostgreSQL's planner statistics of tables this process fills in bulk up to date.
+
+    Planning a million readers or composing their digests grows `deliveries` and `digests` from
+    nothing within a minute: autovacuum (when it runs at all) analyzes them too late, and with
+    statistics that say "empty" every per-batch lookup becomes a scan of the whole table (a
+    million readers took 92 s to plan instead of 40). ANALYZE after 10,000 rows, then each time
+    the count written doubles: a few sampled passes per run. SQLite plans these by its indexes.
+    """
+
+    FIRST = 10_000
+
+    def __init__(self, engine: Engine, *tables: str) -> None:
+        self.engine, self.tables = engine, tables
+        self.written = 0
+        self.next_at = self.FIRST
+
+    def wrote(self, rows: int) -> None:
+        """Count rows written; refresh the statistics when the count has doubled."""
+        if self.engine.dialect.name != "postgresql" or rows <= 0:
+            return
+        self.written += rows
+        if self.written < self.next_at:
+            return
+        self.next_at = self.written * 2
+        with self.engine.begin() as connection:
+            connection.exec_driver_sql("ANALYZE " + ", ".join(self.tables))
+
+
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions that keep loaded objects usable after commit."""
     return sessionmaker(engine, expire_on_commit=False)
