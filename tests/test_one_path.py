@@ -354,3 +354,33 @@ def test_a_run_that_prepares_in_a_second_process_sends_the_same_digests(
     emails = [e for e, keys in sent.items() if keys]
     assert relay.copies() == {e: 1 for e in emails}
     assert ctx.store.deliveries.counts().get("sending", 0) == 0
+
+
+def test_a_run_with_out_writes_every_sent_digest_even_where_preparers_would_run(
+    relay: Relay, make_settings: Any, tmp_path: Path
+) -> None:
+    """`--out` renders files from whole digests, which stay in the process that prepared them:
+    such a run prepares in the sending process, and every mailed digest has its files."""
+    settings = make_settings(
+        smtp={"host": relay.host, "port": relay.port, "connections": 3},
+        delivery={"prepare_process": "always", "batch_size": 4},
+    )
+    ctx = pipeline.build_context(settings)
+    pipeline.fetch(ctx)
+    for i in range(10):
+        ctx.store.subscribers.add(
+            f"reader{i}@uni.example",
+            Preferences(keywords=INTERESTS[i % len(INTERESTS)], max_papers=4),
+            confirmed=True,
+            now=ctx.now(),
+        )
+    out = tmp_path / "sent"
+
+    report = pipeline.run(ctx, fetch_first=False, out=out)
+
+    mailed = sorted(e for e in relay.copies())
+    assert mailed, "some readers got mail"
+    written = sorted(p.stem.split("-", 1)[1] for p in out.glob("*.eml"))
+    assert written == mailed
+    assert all((out / f"{p.stem}.html").read_text() for p in out.glob("*.eml"))
+    assert report.sent.count("sent") == len(mailed)
