@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import logging
 import multiprocessing
 import os
@@ -35,13 +36,23 @@ AHEAD = 2
 """Batches the preparer may have ready before the sender takes one (bounds its memory)."""
 
 
+@functools.cache
+def _linux_libc() -> Any:
+    """The C library on Linux (for prctl and mallopt); None elsewhere or where it cannot load."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
 def _die_with_parent() -> None:
     """Ask Linux to kill this process when its parent dies (PR_SET_PDEATHSIG); elsewhere, a no-op."""
-    if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    libc = _linux_libc()
+    if libc is not None:
+        with contextlib.suppress(AttributeError):
+            libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
 
 
 M_ARENA_MAX = -8
@@ -56,10 +67,10 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
     SMTP pool) made its resident memory grow to 370 MiB where two arenas keep it near 220 MiB.
     Forked preparers inherit the cap.
     """
-    if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).mallopt(M_ARENA_MAX, arenas)
+    libc = _linux_libc()
+    if libc is not None:
+        with contextlib.suppress(AttributeError):  # a C library other than glibc
+            libc.mallopt(M_ARENA_MAX, arenas)
 
 
 @dataclass

@@ -121,15 +121,14 @@ def send_pending(
     with sender_lock(ctx) as alone:
         report.released = take_back_leases(ctx, ctx.store.deliveries, every_lease=alone)
         _ = ctx.renderer  # compile templates before the first claim: a broken one sends nothing
+        prepare = prepare or prepare_batch
+        preparers = (
+            0
+            if whole_digests
+            else preparer_count(ctx, prepare, default=prepare_batch, fan_out=fan_out)
+        )
         sender = _Sender(
-            ctx,
-            transport or ctx.transport(),
-            owner,
-            prepare or prepare_batch,
-            progress,
-            report,
-            in_process=whole_digests,
-            fan_out=fan_out,
+            ctx, transport or ctx.transport(), owner, prepare, progress, report, preparers
         )
         sender.stop = stop
         started = time.perf_counter()
@@ -157,21 +156,12 @@ class _Sender:
         prepare: Prepare,
         progress: Progress | None,
         report: SendReport,
-        *,
-        in_process: bool = False,
-        fan_out: bool = True,
+        preparers: int,
     ) -> None:
         self.ctx, self.transport, self.owner = ctx, transport, owner
         self.progress, self.report = progress, report
         self.claimer = Claimer(ctx, owner, prepare)
-        self.preparer: Preparers | None = None
-        count = (
-            0
-            if in_process
-            else preparer_count(ctx, prepare, default=prepare_batch, fan_out=fan_out)
-        )
-        if count:
-            self.preparer = Preparers(ctx, owner, count)
+        self.preparer = Preparers(ctx, owner, preparers) if preparers else None
         self.connections = getattr(getattr(transport, "settings", None), "connections", 1)
         self.progressed = asyncio.Event()
         self.stop: threading.Event | None = None

@@ -197,9 +197,8 @@ class Memo:
         if len(cache) >= self.limit:
             cache.popitem(last=False)
         found = macro(*args)
-        if found is not None:
-            if self.ascii_html and not found.isascii():
-                # Character references once per card, not once per message (the part stays 7-bit).
-                found = Markup(found.encode("ascii", "xmlcharrefreplace").decode("ascii"))
-            cache[key] = found
+        if self.ascii_html and not found.isascii():
+            # Character references once per card, not once per message (the part stays 7-bit).
+            found = Markup(found.encode("ascii", "xmlcharrefreplace").decode("ascii"))
+        cache[key] = found
         return found
