@@ -164,6 +164,7 @@ class DigestSettings(_Section):
 
 class DeliverySettings(_Section):
     batch_size: int = Field(default=200, ge=1)
+    """Readers a worker claims at once, each with all its channels of the day."""
     lease_seconds: int = Field(default=300, ge=10)
     max_attempts: int = Field(default=5, ge=1)
     bounce_after: int = Field(default=3, ge=1)

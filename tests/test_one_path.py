@@ -336,9 +336,11 @@ def test_a_run_that_prepares_in_a_second_process_sends_the_same_digests(
     ctx = pipeline.build_context(settings)  # the real clock: the preparer is another process
     pipeline.fetch(ctx)
     for i in range(14):
+        # Every third reader reads by email only: batches of 4 readers hold 5 to 8 rows.
+        channels = ("email",) if i % 3 == 0 else ("email", "feed")
         ctx.store.subscribers.add(
             f"reader{i}@uni.example",
-            Preferences(keywords=INTERESTS[i % len(INTERESTS)], max_papers=4),
+            Preferences(keywords=INTERESTS[i % len(INTERESTS)], max_papers=4, channels=channels),
             confirmed=True,
             now=ctx.now(),
         )
@@ -348,7 +350,8 @@ def test_a_run_that_prepares_in_a_second_process_sends_the_same_digests(
 
     report = pipeline.run(ctx, fetch_first=False, digest_date=day)
 
-    assert report.sent.total == 14  # one row per reader, each with both channels
+    assert report.sent.total == 14  # one row per reader, whatever its channels
+    assert len(report.rows) == 14
     sent = {o.email: [p.key for p in o.papers] for o in report.rows}
     assert sent == previewed
     emails = [e for e, keys in sent.items() if keys]

@@ -145,30 +145,14 @@ def _unpack(
 class Claimer:
     """Claims batch after batch with a keyset (continuing after the last id), and prepares each."""
 
-    def __init__(
-        self,
-        ctx: Context,
-        owner: str,
-        prepare: Prepare,
-        *,
-        whole: bool = True,
-        claim_lock: Any = None,
-    ) -> None:
+    def __init__(self, ctx: Context, owner: str, prepare: Prepare, *, whole: bool = True) -> None:
         self.ctx, self.owner, self.prepare = ctx, owner, prepare
         self.whole = whole
         """Whether reports keep each whole Digest (False in a preparer process)."""
-        self.claim_lock = claim_lock or contextlib.nullcontext()
-        """Shared by the preparers of one sender: one claims at a time, so each batch is the next
-        run of ids and a reader's channels (planned side by side) are not split between two
-        batches claimed at once (SKIP LOCKED interleaves concurrent claims)."""
         self.after = 0
 
     def claim(self) -> list[store.Claim]:
         """The next batch (empty when nothing is due)."""
-        with self.claim_lock:
-            return self._claim()
-
-    def _claim(self) -> list[store.Claim]:
         settings = self.ctx.settings.delivery
         for _ in range(2):
             claims = self.ctx.store.deliveries.claim_batch(
@@ -231,8 +215,7 @@ class Preparers:
     """Several preparer processes; `next()` takes whichever batch is ready first."""
 
     def __init__(self, ctx: Context, owner: str, count: int) -> None:
-        claim_lock = _process_context().Lock()
-        self._all = [PreparerProcess(ctx, owner, claim_lock) for _ in range(count)]
+        self._all = [PreparerProcess(ctx, owner) for _ in range(count)]
         self._active = list(self._all)
 
     def next(self) -> Batch | None:
@@ -256,14 +239,14 @@ class Preparers:
 class PreparerProcess:
     """A child process that claims and prepares batches; `next()` takes the next ready one."""
 
-    def __init__(self, ctx: Context, owner: str, claim_lock: Any = None) -> None:
+    def __init__(self, ctx: Context, owner: str) -> None:
         self.ctx, self.owner = ctx, owner
         context = _process_context()
         self._conn, child = context.Pipe()
         ctx.engine.dispose()  # a forked child must not share the parent's connections
         self._process = context.Process(
             target=_preparer_main,
-            args=(ctx.settings, owner, child, self._conn, claim_lock),
+            args=(ctx.settings, owner, child, self._conn),
             name="digest-preparer",
             daemon=True,
         )
@@ -323,9 +306,7 @@ def _process_context() -> Any:
     return multiprocessing.get_context(method)
 
 
-def _preparer_main(
-    settings: Settings, owner: str, conn: Connection, theirs: Connection, claim_lock: Any = None
-) -> None:
+def _preparer_main(settings: Settings, owner: str, conn: Connection, theirs: Connection) -> None:
     """The child: claim and prepare until nothing is due or the sender says stop."""
     from digest.pipeline.batch import prepare_batch
 
@@ -342,7 +323,7 @@ def _preparer_main(
     credits = AHEAD
     try:
         ctx = build_context(settings)
-        claimer = Claimer(ctx, owner, prepare_batch, whole=False, claim_lock=claim_lock)
+        claimer = Claimer(ctx, owner, prepare_batch, whole=False)
         _ = ctx.renderer
         while True:
             while credits == 0 or conn.poll():

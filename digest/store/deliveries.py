@@ -76,7 +76,12 @@ class Deliveries(Queue):
     """The digest queue: planning, claiming and the reports read from it."""
 
     def __init__(self, engine: Engine) -> None:
-        super().__init__(engine, _table, columns=("digest_date", "channel"))
+        super().__init__(
+            engine,
+            _table,
+            columns=("digest_date", "channel"),
+            unit=("subscriber_id", "digest_date"),
+        )
         self._statistics = Statistics(engine, "deliveries")
 
     def plan(self, planned: Sequence[PlannedDelivery], *, now: datetime) -> int:
@@ -110,7 +115,10 @@ class Deliveries(Queue):
     def claim_batch(
         self, *, owner: str, limit: int, now: datetime, lease_seconds: int, after_id: int = 0
     ) -> list[Claim]:
-        """pending -> sending for up to `limit` due rows after `after_id` (see Queue.claim)."""
+        """pending -> sending for up to `limit` readers' due digests after `after_id` (Queue.claim).
+
+        A reader's channels of one day are claimed together, so one batch composes and reports them.
+        """
         rows = self.claim(
             owner=owner, limit=limit, now=now, lease_seconds=lease_seconds, after_id=after_id
         )

@@ -12,7 +12,9 @@ same statuses through these transitions and no others:
     sending, lease ran out or owner dead --release--> pending (failed after max_attempts)
 
 A row is claimed with a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite serialises
-writers); a row marked sent is never claimed again, and nothing moves it back.
+writers); a row marked sent is never claimed again, and nothing moves it back. Where rows belong
+together (a reader's email and feed copies of one day's digest), a queue names the columns of that
+unit and a claim takes whole units: the rows of one unit are never split between two batches.
 """
 
 from __future__ import annotations
@@ -68,37 +70,44 @@ class Outcome:
 class Queue:
     """One table of work items (deliveries or mails) and its transitions."""
 
-    def __init__(self, engine: Engine, table: Table, *, columns: Sequence[str]) -> None:
+    def __init__(
+        self, engine: Engine, table: Table, *, columns: Sequence[str], unit: Sequence[str] = ()
+    ) -> None:
         self.engine, self.table = engine, table
         self._returning = [table.c[name] for name in ("id", "subscriber_id", *columns, "attempts")]
+        self._unit = [table.c[name] for name in unit]
 
     def claim(
         self, *, owner: str, limit: int, now: datetime, lease_seconds: int, after_id: int = 0
     ) -> list[tuple[Any, ...]]:
-        """pending -> sending: lease up to `limit` due rows with id > after_id, lowest id first.
+        """pending -> sending: lease up to `limit` due rows (or units) after after_id, lowest first.
 
         Workers pass the last id they claimed as `after_id` (a keyset claim), so they do not
         rescan the rows already done; they start again from 0 when a pass comes back empty.
         Returns (id, subscriber_id, *columns, attempts) tuples.
         """
         t = self.table
-        due = and_(
-            t.c.status == DeliveryStatus.PENDING.value,
-            t.c.id > after_id,
-            or_(t.c.next_attempt_at.is_(None), t.c.next_attempt_at <= now),
-        )
-        candidates = select(t.c.id).where(due).order_by(t.c.id).limit(limit)
+        due = self._due(t, now)
+        picked = select(t.c.id, *self._unit).where(due, t.c.id > after_id)
+        if self._unit:
+            # Pick the head (lowest pending id) of each unit, then take its whole unit: two
+            # claimers can only contend for heads, so no unit is split between two batches.
+            sibling = t.alias("sibling")
+            earlier = select(sibling.c.id).where(
+                self._due(sibling, now),
+                sibling.c.id < t.c.id,
+                *(sibling.c[c.name] == c for c in self._unit),
+            )
+            picked = picked.where(~earlier.exists())
+        picked = picked.order_by(t.c.id).limit(limit)
+        heads = picked.cte("picked")
         if self.engine.dialect.name == "postgresql":
             # Through a materialized CTE: as an IN (subquery), PostgreSQL may evaluate the
             # LIMIT ... SKIP LOCKED subquery more than once and lease more than `limit`.
-            picked = (
-                candidates.with_for_update(skip_locked=True)
-                .cte("picked")
-                .prefix_with("MATERIALIZED")
-            )
-            statement = update(t).where(t.c.id == picked.c.id)
-        else:
-            statement = update(t).where(t.c.id.in_(candidates.scalar_subquery()), due)
+            heads = picked.with_for_update(skip_locked=True, of=t).cte("picked")
+            heads = heads.prefix_with("MATERIALIZED")
+        joined = [heads.c[c.name] == c for c in self._unit] or [heads.c.id == t.c.id]
+        statement = update(t).where(due, *joined)
         statement = statement.values(
             status=DeliveryStatus.SENDING.value,
             lease_owner=owner,
@@ -111,6 +120,14 @@ class Queue:
             rows = [tuple(row) for row in connection.execute(statement)]
         rows.sort(key=lambda row: row[0])
         return rows
+
+    @staticmethod
+    def _due(t: Any, now: datetime) -> Any:
+        """Pending, and not waiting for a retry."""
+        return and_(
+            t.c.status == DeliveryStatus.PENDING.value,
+            or_(t.c.next_attempt_at.is_(None), t.c.next_attempt_at <= now),
+        )
 
     def record(
         self,
