@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from urllib.parse import quote
 
 CONFIRM = "/confirm/{token}"
@@ -41,35 +42,33 @@ class ReaderUrls:
 
     def confirm(self, token: str) -> str:
         """The double opt-in page for a signed confirm token."""
-        return self.base + CONFIRM.format(token=quote(token, safe=""))
+        return self.base + CONFIRM.format(token=_segment(token))
 
     def preferences(self, token: str) -> str:
         """The reader's preferences page for a signed preferences token."""
-        return self.base + PREFERENCES.format(token=quote(token, safe=""))
+        return self.base + PREFERENCES.format(token=_segment(token))
 
     def unsubscribe(self, token: str) -> str:
         """The one-click unsubscribe page for a signed unsubscribe token."""
-        return self.base + UNSUBSCRIBE.format(token=quote(token, safe=""))
+        return self.base + UNSUBSCRIBE.format(token=_segment(token))
 
     def digest(self, token: str, day: date) -> str:
         """One digest of the reader's, as a web page (signed with their preferences token)."""
-        return self.base + DIGEST.format(token=quote(token, safe=""), day=day.isoformat())
+        return self.base + DIGEST.format(token=_segment(token), day=day.isoformat())
 
     def archive(self, token: str) -> str:
         """The reader's recent digests."""
-        return self.base + ARCHIVE.format(token=quote(token, safe=""))
+        return self.base + ARCHIVE.format(token=_segment(token))
 
     def steer(self, token: str, paper_id: int, direction: str) -> str:
         """The "more like this" or "fewer like this" page for one paper of a digest."""
-        return self.base + STEER.format(
-            token=quote(token, safe=""), paper=paper_id, direction=direction
-        )
+        return self.base + STEER.format(token=_segment(token), paper=paper_id, direction=direction)
 
     def feed(self, feed_token: str, kind: str) -> str:
         """A reader's private Atom or RSS feed; empty when the reader has no feed token."""
         if not feed_token:
             return ""
-        return self.base + FEED.format(name=f"{quote(feed_token, safe='')}.{kind}")
+        return self.base + FEED.format(name=f"{_segment(feed_token)}.{kind}")
 
     def search_feed(self, query: str, kind: str) -> str:
         """The public feed of any profile."""
@@ -83,3 +82,9 @@ class ReaderUrls:
     def search_feed_id(self, query: str) -> str:
         """The Atom feed id of a public profile feed."""
         return uuid.uuid5(uuid.NAMESPACE_URL, f"{self.base}/feeds/search?q={query}").urn
+
+
+@lru_cache(maxsize=1024)
+def _segment(token: str) -> str:
+    """A token as one path segment; cached, as a reader's token recurs in twenty links of a mail."""
+    return quote(token, safe="")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 from functools import lru_cache
 
 from digest.models import Match, Paper, Snippet
@@ -29,7 +28,11 @@ def with_snippets(matches: Iterable[Match]) -> list[Match]:
     """The matches, each with the snippet chosen for its matched terms."""
     # The terms in one order: readers list the same interests in other orders, and the passage
     # shows a set of terms; sorted, a third fewer snippets are worked out per run.
-    return [replace(m, snippet=snippet(m.paper, tuple(sorted(m.matched)))) for m in matches]
+    # Built directly: dataclasses.replace() costs several times more, ten times per reader.
+    return [
+        Match(m.paper, m.score, m.matched, m.partial, snippet(m.paper, tuple(sorted(m.matched))))
+        for m in matches
+    ]
 
 
 @lru_cache(maxsize=32768)

@@ -28,7 +28,7 @@ from digest.models import (
 )
 from digest.render.mjml import check_html, compile_mjml, lint_mjml
 from digest.render.text import safe_link, safe_url, wrap
-from digest.render.views import Memo, paper_view
+from digest.render.views import Memo, keep_markup, paper_view
 from digest.text import display_text, shorten
 from digest.urls import ReaderUrls
 
@@ -140,7 +140,8 @@ class EmailRenderer:
             raise TemplateError(str(path), "; ".join(problems))
         try:
             memo = Memo(ascii_html=True)
-            return str(path), self._html_env.from_string(html, globals={"memo": memo})
+            template = self._html_env.from_string(html, globals={"memo": memo})
+            return str(path), keep_markup(template)
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(str(path), f"after MJML compilation: {exc.message}") from None
 
@@ -253,10 +254,12 @@ class EmailRenderer:
         summary = _summary(digest, matched, count)
         top_title = shorten(papers[0].title, 120) if papers and not digest.fallback else ""
         links = digest.links
-        steer = {
-            p.key: _Steer(safe_url(links.more.get(p.key)), safe_url(links.fewer.get(p.key)))
-            for p in papers
-        }
+        # (number, paper, more, fewer) per card: the loop unpacks a tuple, where a lookup per
+        # paper (a dict's get, str.ljust) went through Jinja's call machinery for every reader.
+        cards = [
+            (f"{i}.".ljust(4), p, safe_url(links.more.get(p.key)), safe_url(links.fewer.get(p.key)))
+            for i, p in enumerate(papers, start=1)
+        ]
         return {
             "subject": subject,
             "preview": preview,
@@ -272,8 +275,7 @@ class EmailRenderer:
             "top_title": top_title,
             "view_url": safe_url(links.view),
             "papers": papers,
-            "steer": steer,
-            "no_steer": _Steer("", ""),
+            "cards": cards,
             "trending": [paper_view(m) for m in trending],
             "email": display_text(digest.subscriber.email, 254),
             "keywords": display_text(digest.subscriber.keywords, 300),
@@ -331,12 +333,6 @@ class EmailRenderer:
         }
         html, text = self._fill(name, context)
         return RenderedEmail(subject=subject, html=html, text=text)
-
-
-@dataclass(frozen=True, slots=True)
-class _Steer:
-    more: str
-    fewer: str
 
 
 def _summary(digest: Digest, matched: int, count: int) -> str:

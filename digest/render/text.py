@@ -66,7 +66,6 @@ def snippet(abstract: str, limit: int = SNIPPET_LIMIT) -> str:
 
 
 @lru_cache(maxsize=16384)
-@lru_cache(maxsize=8192)
 def wrap(text: str, indent: str = "", first: str = "") -> str:
     """Fill `text` to the plain-text width; cached because the same paper text recurs per subscriber."""
     return textwrap.fill(

@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
+from functools import lru_cache
 from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, Table, and_, func, select, tuple_
@@ -296,6 +297,12 @@ class Digests:
         return items
 
 
+@lru_cache(maxsize=4096)
+def _terms_json(matched: tuple[str, ...]) -> str:
+    """A paper's matched terms as stored; cached, as readers share a few term sets."""
+    return json.dumps(list(matched))
+
+
 def _insert_items(connection: Connection, compositions: Sequence[Composition]) -> None:
     """Every paper of these compositions, in one driver-level executemany.
 
@@ -309,7 +316,7 @@ def _insert_items(connection: Connection, compositions: Sequence[Composition]) -
             i.section,
             i.rank,
             float(i.score),
-            json.dumps(list(i.matched)),
+            _terms_json(i.matched),
             i.partial,
         )
         for c in compositions
