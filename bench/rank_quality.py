@@ -3,10 +3,11 @@
     python bench/rank_quality.py            # summary table
     python bench/rank_quality.py --details  # each profile's top 10 with grades
 
-Next to nDCG@10, for the engine as configured: what a digest of the default size would send,
-the precision of it (share of sent papers graded relevant, grade >= 1), and how many relevant
-papers it missed (relevant papers left out while a slot went to an irrelevant paper or stayed
-empty: min(relevant, size) - relevant sent).
+Next to nDCG@10, for the engine as configured: nDCG@5 and nDCG@20 (the head of a digest, and a
+reader who asks for 20 papers), what a digest of the default size would send, the precision of
+it (share of sent papers graded relevant, grade >= 1), and how many relevant papers it missed
+(relevant papers left out while a slot went to an irrelevant paper or stayed empty:
+min(relevant, size) - relevant sent).
 
 The judged set (tests/data/ranking/judged.json) grades papers of the sample feed for a handful of
 profiles. Plain BM25 is the textbook baseline: lowercase words without stemming, title and abstract
@@ -31,6 +32,8 @@ from digest.ranking import rank  # noqa: E402
 from tests.ranking_fixtures import load_judged, load_sample_papers  # noqa: E402
 
 K = 10
+DEPTHS = (5, 20)
+"""Other cut-offs reported for the engine: a change that helps @10 should not hurt these."""
 SIZE = DigestSettings().max_papers
 
 
@@ -73,7 +76,8 @@ def plain_bm25(papers: list[Paper], profile: str, k1: float = 1.2, b: float = 0.
 
 
 def main() -> None:
-    """Print nDCG@10 per profile and on average for the engine, its ablations and plain BM25."""
+    """Print nDCG@10 per profile and on average for the engine, its ablations and plain BM25,
+    the engine's nDCG@5 and @20, and what a default-size digest would send."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--details", action="store_true", help="show each top 10 with grades")
     args = parser.parse_args()
@@ -88,10 +92,12 @@ def main() -> None:
         "plain BM25": lambda prof: plain_bm25(papers, prof),
     }
     results: dict[str, list[float]] = {name: [] for name in systems}
+    depths: dict[int, list[float]] = {k: [] for k in DEPTHS}
     sent_stats: list[tuple[int, float, int]] = []
     print(
         f"{'profile':<36}"
         + "".join(f"{name:>22}" for name in systems)
+        + "".join(f"{f'engine @{k}':>11}" for k in DEPTHS)
         + f"{'sent':>6}{f'P@sent({SIZE})':>14}{'missed':>8}"
     )
     for item in judged:
@@ -109,6 +115,10 @@ def main() -> None:
             if args.details and name in ("engine", "plain BM25"):
                 shown = ", ".join(f"{k}:{grades.get(k, 0)}" for k in ranked[:K])
                 details.append(f"    {name}: {shown}")
+        for k in DEPTHS:
+            value = ndcg(_engine(papers, item["profile"], RankingSettings(), k), grades, k)
+            depths[k].append(value)
+            row += f"{value:>11.3f}"
         row += f"{len(sent):>6}{precision:>14.3f}{missed:>8}"
         if args.details:
             shown = ", ".join(f"{k}:{grades.get(k, 0)}" for k in sent)
@@ -116,16 +126,17 @@ def main() -> None:
         print(row, *details, sep="\n")
     n = len(sent_stats)
     print(
-        f"{'mean nDCG@10 | sent precision, missed':<36}"
+        f"{'mean nDCG | sent precision, missed':<36}"
         + "".join(f"{sum(v) / len(v):>22.3f}" for v in results.values())
+        + "".join(f"{sum(v) / len(v):>11.3f}" for v in depths.values())
         + f"{sum(s for s, _, _ in sent_stats) / n:>6.1f}"
         + f"{sum(p for _, p, _ in sent_stats) / n:>14.3f}"
         + f"{sum(m for _, _, m in sent_stats):>8}"
     )
 
 
-def _engine(papers: list[Paper], profile: str, settings: RankingSettings) -> list[str]:
-    return [m.paper.key for m in rank(papers, [profile], settings=settings, limit=K)[0]]
+def _engine(papers: list[Paper], profile: str, settings: RankingSettings, k: int = K) -> list[str]:
+    return [m.paper.key for m in rank(papers, [profile], settings=settings, limit=k)[0]]
 
 
 if __name__ == "__main__":

@@ -92,6 +92,34 @@ def test_words_typed_together_but_found_apart_rank_below_adjacent(sample_papers)
     assert matches[0].matched == ("video diffusion",)
 
 
+def test_the_closer_the_words_of_an_interest_stand_the_higher_the_paper_ranks(sample_papers):
+    # four abstracts of the same words, "medical" and "images" 3, 6 and 10 words apart in one
+    # sentence, or in two sentences; the day's real papers give the words their rarity
+    filler = "records from many hospitals were segmented by one new network trained on them"
+    rest = filler.split()
+
+    def written(gap: int) -> Paper:
+        text = " ".join(["Medical", *rest[: gap - 1], "images", *rest[gap - 1 :]]) + "."
+        return Paper(key=f"gap{gap}", title="A hospital study", abstract=text)
+
+    apart = Paper(
+        key="apart",
+        title="A hospital study",
+        abstract="Medical records from many hospitals were segmented. By one new network "
+        "trained on them images.",
+    )
+    everything = RankingSettings(min_score=0, partial_min_score=0, trending_weight=0)
+    day = [*sample_papers, written(3), written(6), written(10), apart]
+    found = {m.paper.key: m for m in top(day, "medical imaging", limit=200, settings=everything)}
+    near = [found["gap3"], found["gap6"], found["gap10"]]
+    # all three match the interest in full; each word between lowers the score a little
+    assert not any(m.partial for m in near) and found["apart"].partial
+    assert near[0].score > near[1].score > near[2].score > found["apart"].score
+    # no cliff where "near" ends: ten words apart weighs about as much as scattered words
+    assert near[2].score < 1.15 * found["apart"].score
+    assert near[0].score > 1.5 * found["apart"].score
+
+
 def test_words_of_an_interest_in_neighbouring_sentences_are_not_close(sample_papers, paper):
     # p003: "... large language models (LLMs). Yet, its efficacy in training vision-language
     # model (VLM) agents ..." holds "LLMs" and "agents" a few words apart, but across a sentence

@@ -175,9 +175,10 @@ class PaperIndex:
         get = self.vocab.get
         return np.fromiter((get(s, -1) for s in stems), np.int64, len(stems))
 
-    def pairs(self, ordered: bool, stems: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(pair key, segment) for pairs of the given stems within the near window (ordered:
-        the second 1-2 tokens after the first); duplicates are left in, callers ignore them."""
+    def pairs(self, ordered: bool, stems: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(pair key, segment, distance in tokens) for pairs of the given stems within the near
+        window (ordered: the second 1-2 tokens after the first), nearest first; duplicates are
+        left in."""
         v = max(len(self.vocab), 1)
         ids = self.stem_ids(list(stems))
         ids = np.unique(ids[ids >= 0])
@@ -192,14 +193,15 @@ class PaperIndex:
         first = np.repeat(ids, counts)
         seg = self.segments(at)
         token_at = self._token_at()
-        keys, segs = [], []
+        keys, segs, gaps = [], [], []
         for d in (1, 2) if ordered else range(1, PAIR_WINDOW + 1):
             second = token_at[at + d]
             ok = wanted[second]
             a, b = first[ok], second[ok].astype(np.int64)
             keys.append(a * v + b if ordered else np.minimum(a, b) * v + np.maximum(a, b))
             segs.append(seg[ok])
-        return np.concatenate(keys), np.concatenate(segs)
+            gaps.append(np.full(len(a), d, np.int8))
+        return np.concatenate(keys), np.concatenate(segs), np.concatenate(gaps)
 
     def _token_at(self) -> np.ndarray:
         """The stem id at every global position (the vocabulary size where there is none)."""

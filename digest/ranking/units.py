@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from digest.config import RankingSettings
 from digest.ranking.corpus import Corpus, Form
-from digest.ranking.index import PaperIndex
+from digest.ranking.index import PAIR_WINDOW, PaperIndex
 from digest.ranking.profile import Field, Term
 from digest.ranking.text import STOPWORDS, fold, stem_words
 
@@ -24,9 +24,10 @@ AUTHOR_SCORE = 5.0
 CAT_SCORE = 1.0
 """A category alone is a weak signal: it lifts papers of the category among otherwise equal ones."""
 
-# Unquoted multi-word terms: the words adjacent in order score in full, nearby a little less,
-# scattered half; a paper with only some of the words keeps (share of words)^2 of that.
-PROX_PHRASE, PROX_NEAR, PROX_APART = 1.0, 0.8, 0.5
+# Unquoted multi-word terms: the words adjacent in order score in full, scattered half, and near
+# each other (see `nearness`) in between by how close they stand; a paper with only some of the
+# words keeps (share of words)^2 of that.
+PROX_PHRASE, PROX_APART = 1.0, 0.5
 PRUNE = 0.1
 """Unit scores under PRUNE x min_score are dropped (impact pruning): such a score is a common
 word or a stray word of a multi-word term, it cannot recommend a paper and barely reorders;
@@ -241,15 +242,24 @@ class UnitScorer:
         prox = np.full(len(row), PROX_APART)
         if full.any():
             keys = row * self.n + papers
-            prox[_positions_in(keys, self._pair_hits(contents, field, ordered=False))] = PROX_NEAR
-            prox[_positions_in(keys, self._pair_hits(contents, field, ordered=True))] = PROX_PHRASE
+            near_keys, close = self._pair_hits(contents, field, ordered=False)
+            at, which = _lookup(keys, near_keys)
+            near = np.zeros(len(row), bool)
+            near[at] = True
+            prox[at] = nearness(close[which])
+            at = _lookup(keys, self._pair_hits(contents, field, ordered=True)[0])[0]
+            prox[at] = PROX_PHRASE
+            near[at] = True
             # every word, but scattered over the text, is not what the interest names
-            full &= prox >= PROX_NEAR
+            full &= near
         return uids[row], papers.astype(np.int32), (scores * prox).astype(np.float32), full
 
-    def _pair_hits(self, contents: list[Form], field: str, *, ordered: bool) -> np.ndarray:
+    def _pair_hits(
+        self, contents: list[Form], field: str, *, ordered: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Keys bag * n + paper where every pair of the bag's words is close (or, ordered: each
-        word follows the previous one within one token, as in "chain of thought")."""
+        word follows the previous one within one token, as in "chain of thought"), and how close
+        they stand: the mean over the bag's pairs of `closeness` at each pair's nearest."""
         v = max(len(self.index.vocab), 1)
         need_bag, need_key = [], []
         for b, content in enumerate(contents):
@@ -263,11 +273,14 @@ class UnitScorer:
             for x, y in pairs:
                 need_bag.append(b)
                 need_key.append(x * v + y)
+        none = np.empty(0, np.int64), np.empty(0, np.float64)
         if not need_bag:
-            return np.empty(0, np.int64)
+            return none
         bag = np.asarray(need_bag, np.int64)
         key = np.asarray(need_key, np.int64)
-        pair_key, pair_seg = self.index.pairs(ordered, np.unique([s for c in contents for s in c]))
+        pair_key, pair_seg, gap = self.index.pairs(
+            ordered, np.unique([s for c in contents for s in c])
+        )
         sel: np.ndarray | slice
         if field == "title":
             sel = pair_seg < self.n
@@ -275,24 +288,33 @@ class UnitScorer:
             sel = pair_seg >= self.n
         else:
             sel = slice(None)
-        pk, paper = pair_key[sel], pair_seg[sel] % max(self.n, 1)
+        pk, paper, gap = pair_key[sel], pair_seg[sel] % max(self.n, 1), gap[sel]
         wanted = np.isin(pk, key)
-        pk, paper = pk[wanted], paper[wanted]
+        pk, paper, gap = pk[wanted], paper[wanted], gap[wanted]
         # (bag, pair) requirements x (pair, paper) presences: a bag's paper counts when all hold
         uniq, pair_id = np.unique(pk, return_inverse=True)
         if not len(uniq):
-            return np.empty(0, np.int64)  # no wanted pair stands close anywhere
-        presence = sp.csr_matrix((np.ones(len(pk)), (pair_id, paper)), shape=(len(uniq), self.n))
-        presence.data[:] = 1.0  # duplicates (two fields) count once
+            return none  # no wanted pair stands close anywhere
+        # each pair once per paper, at its nearest: pairs() lists them nearest first, and the
+        # stable sort behind return_index keeps the first of equal keys
+        found, first = np.unique(pair_id * self.n + paper, return_index=True)
+        presence = sp.csr_matrix(
+            (_COUNT_SHIFT + closeness(gap[first]), (found // self.n, found % self.n)),
+            shape=(len(uniq), self.n),
+        )
         at = np.searchsorted(uniq, key)
         ok = (at < len(uniq)) & (uniq[np.minimum(at, len(uniq) - 1)] == key)
         need = np.bincount(bag, minlength=len(contents))
         req = sp.csr_matrix(
             (np.ones(int(ok.sum())), (bag[ok], at[ok])), shape=(len(contents), presence.shape[0])
         )
+        # one product gives how many of its pairs stand close and their summed closeness
         hits = (req @ presence).tocoo()
-        done = hits.data >= need[hits.row]
-        return hits.row[done].astype(np.int64) * self.n + hits.col[done]
+        count = np.floor(hits.data / _COUNT_SHIFT)
+        done = count >= need[hits.row]
+        row, need_done = hits.row[done], need[hits.row[done]]
+        mean = (hits.data[done] - count[done] * _COUNT_SHIFT) / need_done
+        return row.astype(np.int64) * self.n + hits.col[done], mean
 
     def score(self, key: UnitKey) -> UnitScores:
         """Score one unit against every candidate paper."""
@@ -340,9 +362,25 @@ def _constant(hits: list[int], score: float) -> UnitScores:
     return UnitScores(papers, np.full(len(papers), score, np.float32), np.ones(len(papers), bool))
 
 
-def _positions_in(ascending: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Where the values sit in an ascending array (values it lacks are left out)."""
+def closeness(gap: np.ndarray) -> np.ndarray:
+    """How close two words of a term stand, `gap` tokens apart in one sentence: 1 for neighbours,
+    down by the same step per word between them to 1 / PAIR_WINDOW at the window's edge."""
+    return 1.0 - (gap.astype(np.float64) - 1.0) / PAIR_WINDOW
+
+
+def nearness(mean_closeness: np.ndarray) -> np.ndarray:
+    """The proximity factor of a term whose words all stand near, from its pairs' mean closeness:
+    PROX_PHRASE for neighbours, falling in even steps toward PROX_APART, which is where one more
+    word between them would leave it (past the window they are scattered). No step at the
+    window's edge: ten words apart score about as eleven do, two words apart about as adjacent."""
+    return PROX_APART + (PROX_PHRASE - PROX_APART) * mean_closeness
+
+
+def _lookup(ascending: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where the values sit in an ascending array, and which values those are (values it lacks
+    are left out)."""
     at = np.searchsorted(ascending, values)
-    inside = at < len(ascending)
+    inside = np.flatnonzero(at < len(ascending))
     at = at[inside]
-    return at[ascending[at] == values[inside]]
+    hit = ascending[at] == values[inside]
+    return at[hit], inside[hit]
