@@ -6,6 +6,7 @@ trouble is retried in the run and in later runs; a lost reply is the one way to 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from digest import pipeline
-from digest.deliver.transport import FileTransport, RelayError, SmtpTransport
+from digest.deliver.transport import Envelope, FileTransport, RelayError, SendResult, SmtpTransport
 from digest.pipeline.worker import sender_lock
 from digest.store import Preferences
 from tests.smtp_fixtures import PASSWORD, USER, Certificate, Relay, Rule
@@ -254,3 +255,29 @@ def test_the_file_transport_writes_one_eml_per_digest(
     assert {p.stat().st_mode & 0o777 for p in outbox.glob("*.eml")} == {0o600}
     assert set(statuses(ctx).values()) == {"sent"}
     assert relay.copies() == {}
+
+
+def test_messages_reach_the_relay_byte_for_byte(relay: Relay, day_with_readers: Any) -> None:
+    # Lines that start with a dot are dot-stuffed on the wire and unstuffed by the relay; a
+    # message with bare LF line endings (not one this product builds) is normalised to CRLF.
+    ctx = day_with_readers(relay, n=0)
+    dotted = b"Subject: dots\r\n\r\n.hidden\r\n..two\r\n.\r\n. spaced\r\nend\r\n"
+    bare_lf = b"Subject: lf\n\nplain\n.dot\nno final newline"
+    results: list[SendResult] = []
+
+    async def send() -> None:
+        async with quick(ctx) as transport:
+            await transport.send_many(
+                [
+                    Envelope(1, "digest@example.org", "dots@uni.example", dotted),
+                    Envelope(2, "digest@example.org", "lf@uni.example", bare_lf),
+                ],
+                results.append,
+            )
+
+    asyncio.run(send())
+
+    assert sorted((r.key, r.ok) for r in results) == [(1, True), (2, True)]
+    received = dict(relay.accepted)
+    assert received["dots@uni.example"] == dotted
+    assert received["lf@uni.example"] == bare_lf.replace(b"\n", b"\r\n") + b"\r\n"

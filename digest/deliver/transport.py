@@ -19,11 +19,57 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
 import aiosmtplib
 
 from digest.config import SmtpSettings
+
+
+class _Client(aiosmtplib.SMTP):
+    """aiosmtplib's client, whose DATA sends a message already in wire form as it is.
+
+    aiosmtplib rewrites every message's line endings and dot-stuffs it with two regular
+    expressions before DATA: in a run at scale that was a third of the sending process's time.
+    The messages built here have CRLF line endings by construction (deliver/message.py), in the
+    preparer processes; this checks that with two byte counts, dot-stuffs only when a line starts
+    with a dot, and otherwise hands the message to aiosmtplib unchanged.
+    """
+
+    async def data(self, message: str | bytes, /, *, timeout: object = None) -> Any:
+        wire = _wire_form(message)
+        if wire is None or self.protocol is None:
+            return await super().data(message, timeout=timeout)  # type: ignore[arg-type]
+        wait = timeout if isinstance(timeout, (int, float)) else self.timeout
+        start = await self.execute_command(b"DATA", timeout=wait)
+        if start.code != 354:
+            raise aiosmtplib.SMTPDataError(start.code, start.message)
+        try:
+            self.protocol.write(wire)
+            self.protocol.write(b".\r\n")
+            response = await self.protocol.read_response(timeout=wait)
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
+            self.close()  # as aiosmtplib does: a connection that lost its place is not reused
+            raise
+        if response.code != 250:
+            raise aiosmtplib.SMTPDataError(response.code, response.message)
+        return response
+
+
+_LINE_START_DOT = re.compile(rb"(?m)^\.")
+
+
+def _wire_form(message: str | bytes) -> bytes | None:
+    """The message as DATA carries it (CRLF lines, dot-stuffed, ending in CRLF), or None when its
+    line endings are not all CRLF (then aiosmtplib normalises it)."""
+    if not isinstance(message, bytes):
+        return None
+    crlf = message.count(b"\r\n")
+    if message.count(b"\n") != crlf or message.count(b"\r") != crlf:
+        return None
+    if message.startswith(b".") or b"\n." in message:
+        message = _LINE_START_DOT.sub(b"..", message)
+    return message if message.endswith(b"\r\n") else message + b"\r\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,7 +350,7 @@ class SmtpTransport:
     def _client(self) -> aiosmtplib.SMTP:
         s = self.settings
         self.connections_opened += 1
-        return aiosmtplib.SMTP(
+        return _Client(
             hostname=s.host,
             port=s.port,
             username=s.username or None,
