@@ -32,8 +32,8 @@ class _Client(aiosmtplib.SMTP):
     aiosmtplib rewrites every message's line endings and dot-stuffs it with two regular
     expressions before DATA: in a run at scale that was a third of the sending process's time.
     The messages built here have CRLF line endings by construction (deliver/message.py), in the
-    preparer processes; this checks that with two byte counts, dot-stuffs only when a line starts
-    with a dot, and otherwise hands the message to aiosmtplib unchanged.
+    preparer processes; this checks that with byte counts and dot-stuffs with one replace (a
+    quarter of aiosmtplib's cost), and hands any other message to aiosmtplib unchanged.
     """
 
     async def data(self, message: str | bytes, /, *, timeout: object = None) -> Any:
@@ -56,9 +56,6 @@ class _Client(aiosmtplib.SMTP):
         return response
 
 
-_LINE_START_DOT = re.compile(rb"(?m)^\.")
-
-
 def _wire_form(message: str | bytes) -> bytes | None:
     """The message as DATA carries it (CRLF lines, dot-stuffed, ending in CRLF), or None when its
     line endings are not all CRLF (then aiosmtplib normalises it)."""
@@ -67,8 +64,10 @@ def _wire_form(message: str | bytes) -> bytes | None:
     crlf = message.count(b"\r\n")
     if message.count(b"\n") != crlf or message.count(b"\r") != crlf:
         return None
-    if message.startswith(b".") or b"\n." in message:
-        message = _LINE_START_DOT.sub(b"..", message)
+    # Every line but the first starts after a CRLF: stuffing is one C-speed replace, not a regex.
+    message = message.replace(b"\r\n.", b"\r\n..")
+    if message.startswith(b"."):
+        message = b"." + message
     return message if message.endswith(b"\r\n") else message + b"\r\n"
 
 
