@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 import xml.etree.ElementTree as ET
 from email import message_from_bytes
 from email.policy import default as default_policy
@@ -192,3 +193,35 @@ def test_latex_becomes_unicode_and_plain_text_is_left_alone():
 def test_shorten_cuts_at_a_word_with_an_ellipsis():
     assert text.shorten("federated learning of models", 20) == "federated learning…"
     assert text.shorten("short", 20) == "short"
+
+
+@given(
+    words=st.lists(
+        st.one_of(
+            st.text("abcdefghijklmnopqrstuvwxyzé·-.,:/", min_size=1, max_size=78),
+            st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=80),
+        ),
+        max_size=30,
+    ),
+    separator=st.sampled_from([" ", " ", " ", "  ", "\t", "\n"]),
+    indent=st.sampled_from(["", "  ", "    "]),
+    first=st.sampled_from(["", "    ", "12. "]),
+)
+@settings(max_examples=400)
+def test_plain_text_lines_wrap_exactly_as_textwrap_does(
+    words: list[str], separator: str, indent: str, first: str
+) -> None:
+    # The plain-text part's fast word wrap must give textwrap's lines for any text, whether it
+    # takes the fast path (single spaces, short words) or falls back.
+    from digest.render.text import TEXT_WIDTH, wrap
+
+    line = separator.join(words)
+    expected = textwrap.fill(
+        line,
+        width=TEXT_WIDTH,
+        initial_indent=first,
+        subsequent_indent=indent,
+        break_long_words=True,
+        break_on_hyphens=False,
+    )
+    assert wrap(line, indent, first) == expected

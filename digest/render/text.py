@@ -68,11 +68,37 @@ def snippet(abstract: str, limit: int = SNIPPET_LIMIT) -> str:
 @lru_cache(maxsize=16384)
 def wrap(text: str, indent: str = "", first: str = "") -> str:
     """Fill `text` to the plain-text width; cached because the same paper text recurs per subscriber."""
+    text = str(text)
+    filled = _fill_words(text, indent, first)
+    if filled is not None:
+        return filled
     return textwrap.fill(
-        str(text),
+        text,
         width=TEXT_WIDTH,
         initial_indent=first,
         subsequent_indent=indent,
         break_long_words=True,
         break_on_hyphens=False,
     )
+
+
+def _fill_words(text: str, indent: str, first: str) -> str | None:
+    """textwrap.fill's result for the common case, greedily and several times faster: words
+    separated by single spaces, none too long for a line. None for anything else (textwrap then).
+
+    Every reader's mail has lines no cache can hold (the footer names the reader's address).
+    """
+    words = text.split(" ")
+    longest = TEXT_WIDTH - max(len(first), len(indent))
+    if any(not w or len(w) > longest or not w.isprintable() for w in words):
+        return None
+    lines: list[str] = []
+    line, room = first + words[0], TEXT_WIDTH
+    for word in words[1:]:
+        if len(line) + 1 + len(word) <= room:
+            line += " " + word
+        else:
+            lines.append(line)
+            line = indent + word
+    lines.append(line)
+    return "\n".join(lines)
